@@ -1,0 +1,3 @@
+from cobrowse.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,527 @@
+"""The ``cobrowse`` command line.
+
+Subcommands live in a registry: each is a pair of plain functions, one that adds
+its arguments to an argparse parser and one that runs it, registered with
+:func:`subcommand`. A later command (``cobrowse user add|list|...``,
+``cobrowse migrate``) is one more decorated function; nothing else changes::
+
+    def _user_arguments(parser):
+        sub = parser.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+        add = sub.add_parser("add", help="create an agent account")
+        add.add_argument("email")
+        add.set_defaults(run=_user_add)        # nested actions override `run`
+        add_config_option(add)
+
+    @subcommand("user", help="manage agent accounts", arguments=_user_arguments)
+    def cmd_user(args): ...
+
+Errors: a :class:`~cobrowse.config.ConfigError` or :class:`CliError` prints
+``cobrowse: error: <message>`` on stderr and exits 2, without a traceback.
+Ctrl-C and SIGTERM stop the server cleanly with exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import os
+import signal
+import sys
+import textwrap
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from cobrowse import __version__
+from cobrowse.config import (
+    ENV_PREFIX,
+    LOG_LEVELS,
+    Config,
+    ConfigError,
+    load_config,
+    parse_listen,
+)
+
+__all__ = [
+    "main",
+    "build_parser",
+    "subcommand",
+    "Subcommand",
+    "SUBCOMMANDS",
+    "CliError",
+    "add_config_option",
+    "config_from_args",
+    "setup_logging",
+    "run_async",
+    "describe_config",
+]
+
+PROG = "cobrowse"
+DEFAULT_SHOP_LISTEN = "127.0.0.1:8081"
+
+
+class CliError(Exception):
+    """A usage problem found by a command: printed as ``cobrowse: error: ...``."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# ---------------------------------------------------------------------------
+# Subcommand registry
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    help: str  # one line, shown in `cobrowse --help`
+    description: str  # shown in `cobrowse NAME --help`
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+    epilog: str | None = None
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}  # in registration order = order in --help
+
+
+def subcommand(
+    name: str,
+    *,
+    help: str,
+    description: str | None = None,
+    epilog: str | None = None,
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> Callable[[Callable[[argparse.Namespace], int | None]], Callable[[argparse.Namespace], int | None]]:
+    """Register ``cobrowse NAME``; decorates the function that runs it (returns an exit code)."""
+
+    def register(run: Callable[[argparse.Namespace], int | None]):
+        if name in SUBCOMMANDS:
+            raise ValueError(f"subcommand {name!r} registered twice")
+        SUBCOMMANDS[name] = Subcommand(
+            name=name,
+            help=help,
+            description=description or help,
+            arguments=arguments or (lambda parser: None),
+            run=run,
+            epilog=epilog,
+        )
+        return run
+
+    return register
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        formatter_class=_HelpFormatter,
+        description=(
+            "Self-hosted co-browsing and live support. A reverse proxy in front of your\n"
+            "site injects a small script into every HTML page; visitors click \"Get help\"\n"
+            "and share their page with an agent."
+        ),
+        epilog=textwrap.dedent(
+            f"""\
+            examples:
+              {PROG} demo                                    try it with the bundled demo shop
+              {PROG} serve --upstream http://127.0.0.1:3000  proxy one site
+              {PROG} serve --config cobrowse.toml            proxy the sites in a config file
+              {PROG} check-config cobrowse.toml              validate a config file
+
+            Run '{PROG} COMMAND --help' for a command's options.
+            Configuration reference: docs/configuration.md"""
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    commands.required = True
+    for cmd in SUBCOMMANDS.values():
+        sub = commands.add_parser(
+            cmd.name,
+            help=cmd.help,
+            description=cmd.description,
+            epilog=cmd.epilog,
+            formatter_class=_HelpFormatter,
+        )
+        cmd.arguments(sub)
+        sub.set_defaults(run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``cobrowse`` and ``python -m cobrowse``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = args.run(args)
+    except (ConfigError, CliError) as exc:
+        _print_error(str(exc))
+        return getattr(exc, "exit_code", 2)
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # e.g. `cobrowse check-config x | head -1`
+        _silence_stdout()
+        return 0
+    return 0 if status is None else int(status)
+
+
+def _print_error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+# ---------------------------------------------------------------------------
+# Shared helpers for commands
+# ---------------------------------------------------------------------------
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help=f"TOML config file (default: ${ENV_PREFIX}CONFIG if set)",
+    )
+
+
+def config_from_args(
+    args: argparse.Namespace,
+    overrides: Mapping[str, object] | None = None,
+    *,
+    allow_no_sites: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Load the config for a command that has :func:`add_config_option`.
+
+    Errors in ``overrides`` name the flag (``--listen must be host:port ...``).
+    """
+    try:
+        return load_config(getattr(args, "config", None), env, overrides, allow_no_sites=allow_no_sites)
+    except ConfigError as exc:
+        if exc.origin == "command line":
+            for key, flag in _FLAGS.items():
+                if exc.message.startswith(key + " "):
+                    raise ConfigError(flag + exc.message[len(key) :]) from None
+        raise
+
+
+# Override keys -> the flags that set them, for error messages.
+_FLAGS = {
+    "upstream": "--upstream",
+    "server.listen": "--listen",
+    "server.prefix": "--prefix",
+    "server.data_dir": "--data-dir",
+    "server.log_level": "--log-level",
+}
+
+
+def setup_logging(level: str) -> None:
+    """Concise logging to stderr at ``level`` (debug|info|warning|error)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+
+
+def run_async(main: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``main()`` on uvloop when available (else asyncio) until it returns.
+
+    Ctrl-C raises KeyboardInterrupt out of here (``main`` handles it); SIGTERM
+    cancels the coroutine and returns normally, so a service manager's stop is clean.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+
+    async def until_stopped() -> Any:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        terminated = False
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            if task is not None:
+                task.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+            handler_installed = True
+        except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+            handler_installed = False
+        try:
+            return await main()
+        except asyncio.CancelledError:
+            if not terminated:
+                raise
+            logging.getLogger("cobrowse").info("stopping (SIGTERM)")
+            return None
+        finally:
+            if handler_installed:
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    if uvloop is not None and hasattr(uvloop, "run"):
+        return uvloop.run(until_stopped())
+    if uvloop is not None:
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return asyncio.run(until_stopped())
+
+
+def _redact_url(url: str) -> str:
+    """Hide the password in a database URL."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return url
+
+
+def describe_config(config: Config) -> str:
+    """A short human-readable summary (used by ``check-config``)."""
+    s, p = config.server, config.proxy
+
+    def onoff(flag: bool) -> str:
+        return "on" if flag else "off"
+
+    database = _redact_url(s.database_url) if s.database_url else f"SQLite in {s.data_dir}/ (default)"
+    lines = [
+        f"config file:  {config.source or '(none)'}",
+        f"listen:       {s.listen}",
+        f"prefix:       {s.prefix}",
+        f"data dir:     {s.data_dir}",
+        f"database:     {database}",
+        f"log level:    {s.log_level}",
+        f"forwarded:    {'trusted' if s.trust_forwarded else 'not trusted'} (X-Forwarded-*)",
+        (
+            f"proxy:        connect {p.connect_timeout:g}s, read {p.read_timeout:g}s, pool {p.pool_size}, "
+            f"max header {p.max_header_size} B, "
+            f"max body {'unlimited' if p.max_body_size == 0 else f'{p.max_body_size} B'}"
+        ),
+        f"              inject {onoff(p.inject)}, recompress {onoff(p.recompress)}, websocket {onoff(p.websocket)}",
+        f"sites ({len(config.sites)}):",
+    ]
+    for site in config.sites:
+        names = site.host if site.host != "*" else "* (any other host)"
+        if site.aliases:
+            names += " + " + ", ".join(site.aliases)
+        extras = []
+        if site.mask_selectors:
+            extras.append(f"{len(site.mask_selectors)} masked selector(s)")
+        if site.navigation_origins:
+            extras.append("may navigate to " + ", ".join(site.navigation_origins))
+        lines.append(f"  {names} -> {site.upstream}" + (f"  [{'; '.join(extras)}]" if extras else ""))
+    return "\n".join(lines)
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help=f"{'|'.join(LOG_LEVELS)} (default: info)",
+    )
+
+
+# ---------------------------------------------------------------------------
+# cobrowse serve
+# ---------------------------------------------------------------------------
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_option(parser)
+    parser.add_argument(
+        "-u",
+        "--upstream",
+        metavar="URL",
+        help='the site to proxy for any Host ("*" site), e.g. http://127.0.0.1:3000; '
+        'replaces a "*" site from the config file',
+    )
+    parser.add_argument("-l", "--listen", metavar="HOST:PORT", help="address to listen on (default: 127.0.0.1:8080)")
+    parser.add_argument(
+        "--prefix", metavar="PATH", help="reserved path prefix for cobrowse itself (default: /__cobrowse/)"
+    )
+    parser.add_argument("--data-dir", metavar="DIR", help="directory for the database and uploads (default: data)")
+    _add_log_level(parser)
+
+
+@subcommand(
+    "serve",
+    help="run the proxy in front of your site(s)",
+    description=(
+        "Run the co-browsing proxy. Every request is forwarded to the site chosen by its\n"
+        "Host header; HTML pages get the cobrowse script injected. Settings come from\n"
+        "defaults < config file < COBROWSE_* environment variables < these options."
+    ),
+    epilog=textwrap.dedent(
+        f"""\
+        examples:
+          {PROG} serve --upstream http://127.0.0.1:3000
+          {PROG} serve --config /etc/cobrowse.toml --listen 0.0.0.0:8080
+          {ENV_PREFIX}UPSTREAM=http://app:3000 {PROG} serve"""
+    ),
+    arguments=_serve_arguments,
+)
+def cmd_serve(args: argparse.Namespace) -> int:
+    env = os.environ
+    if not (
+        args.config
+        or args.upstream
+        or env.get(f"{ENV_PREFIX}CONFIG", "").strip()
+        or env.get(f"{ENV_PREFIX}UPSTREAM", "").strip()
+    ):
+        raise CliError(
+            "nothing to proxy: pass --upstream URL (e.g. http://127.0.0.1:3000) or --config FILE, "
+            f"or set {ENV_PREFIX}UPSTREAM or {ENV_PREFIX}CONFIG (try '{PROG} demo' for a quick look)"
+        )
+    overrides = {
+        "upstream": args.upstream,
+        "server.listen": args.listen,
+        "server.prefix": args.prefix,
+        "server.data_dir": args.data_dir,
+        "server.log_level": args.log_level,
+    }
+    config = config_from_args(args, overrides, allow_no_sites=False, env=env)
+    setup_logging(config.server.log_level)
+
+    from cobrowse import server  # lazily: config and CLI work without the server's dependencies
+
+    _run_server(lambda: server.run(config), config)
+    return 0
+
+
+def _run_server(start: Callable[[], Awaitable[Any]], config: Config) -> None:
+    """run_async(start) with a one-line message when the listening socket cannot be bound."""
+    try:
+        run_async(start)
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise CliError(f"cannot listen on {config.server.listen}: {exc.strerror}", exit_code=1) from None
+        raise
+
+
+# ---------------------------------------------------------------------------
+# cobrowse demo
+# ---------------------------------------------------------------------------
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-l", "--listen", metavar="HOST:PORT", help="address of the proxy, open this one (default: 127.0.0.1:8080)"
+    )
+    parser.add_argument(
+        "--shop-listen",
+        metavar="HOST:PORT",
+        default=DEFAULT_SHOP_LISTEN,
+        help=f"address of the demo shop behind the proxy (default: {DEFAULT_SHOP_LISTEN})",
+    )
+    parser.add_argument("--data-dir", metavar="DIR", help="directory for the database and uploads (default: data)")
+    _add_log_level(parser)
+
+
+def _connect_address(listen: str) -> str:
+    """host:port to connect to something listening on ``listen`` (wildcards -> loopback)."""
+    host, port = parse_listen(listen)
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+@subcommand(
+    "demo",
+    help="run the bundled demo shop behind the proxy",
+    description=(
+        "Start the bundled demo shop and the co-browsing proxy in front of it, then print\n"
+        "the URLs to open: the shop (as a visitor) and the agent console. The config file\n"
+        "is not read; COBROWSE_SERVER_* and COBROWSE_PROXY_* variables still apply."
+    ),
+    arguments=_demo_arguments,
+)
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        shop = _connect_address(args.shop_listen)
+    except ValueError as exc:  # "listen must be host:port ..."
+        raise CliError("--shop-" + str(exc)) from None
+    env = {
+        k: v for k, v in os.environ.items() if k not in (f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}UPSTREAM")
+    }
+    overrides = {
+        "upstream": f"http://{shop}",
+        "server.listen": args.listen,
+        "server.data_dir": args.data_dir,
+        "server.log_level": args.log_level,
+    }
+    config = config_from_args(argparse.Namespace(config=None), overrides, allow_no_sites=False, env=env)
+    if parse_listen(config.server.listen)[1] == parse_listen(args.shop_listen)[1] != 0:
+        raise CliError(
+            f"the proxy ({config.server.listen}) and the demo shop ({args.shop_listen}) need different ports"
+        )
+    setup_logging(config.server.log_level)
+
+    from cobrowse import server  # lazily, see cmd_serve
+
+    _run_server(lambda: server.run(config, demo_shop_listen=args.shop_listen), config)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# cobrowse check-config
+# ---------------------------------------------------------------------------
+
+
+def _check_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="the TOML config file to check")
+    parser.add_argument(
+        "--ignore-env",
+        action="store_true",
+        help="check the file alone, without applying COBROWSE_* environment variables",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing when the config is valid")
+
+
+@subcommand(
+    "check-config",
+    help="validate a config file and print a summary",
+    description=(
+        "Load and validate a config file the way 'serve' would (including COBROWSE_*\n"
+        "environment variables unless --ignore-env), then print the effective settings.\n"
+        "Exit status: 0 when valid, 2 with 'FILE:LINE: problem' on stderr when not."
+    ),
+    arguments=_check_config_arguments,
+)
+def cmd_check_config(args: argparse.Namespace) -> int:
+    env = {} if args.ignore_env else os.environ
+    config = load_config(args.file, env)
+    if not args.quiet:
+        print(describe_config(config))
+        print(f"{args.file}: OK")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,949 @@
+"""Configuration: immutable dataclasses, a TOML loader and precise error messages.
+
+Precedence, lowest to highest: dataclass defaults < TOML file < environment
+variables (``COBROWSE_*``) < ``overrides`` (command-line flags).
+
+Every error found in a file names the file and the line (``cobrowse.toml:7: ...``);
+errors from the environment name the variable, errors from the command line say so.
+tomllib reports positions only for syntax errors, so :class:`_Locator` scans the
+file's text once to map key paths such as ``("site", 1, "upstream")`` to lines.
+
+Dependency-free on purpose: stdlib ``tomllib``, ``dataclasses`` and ``difflib`` only.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import difflib
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+__all__ = [
+    "Site",
+    "ServerOptions",
+    "ProxyOptions",
+    "Config",
+    "ConfigError",
+    "load_config",
+    "parse_listen",
+    "ENV_PREFIX",
+    "LOG_LEVELS",
+]
+
+ENV_PREFIX = "COBROWSE_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+# ---------------------------------------------------------------------------
+# The dataclasses (imported by the rest of the project)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    host: str  # public host as in the Host header, lowercased, optional ":port"; "*" = any host
+    upstream: str  # "http(s)://host[:port][/base-path]", no query/fragment, no trailing "/"
+    aliases: tuple[str, ...] = ()  # more public host names for the same site
+    mask_selectors: tuple[str, ...] = ()  # CSS selectors masked in the visitor's browser
+    navigation_origins: tuple[str, ...] = ()  # extra origins agents may send the visitor to
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    listen: str = "127.0.0.1:8080"  # host:port; "[::1]:8080" for IPv6
+    prefix: str = "/__cobrowse/"  # reserved path prefix for our own assets and endpoints
+    data_dir: str = "data"  # database file, uploads
+    database_url: str = ""  # empty = sqlite+aiosqlite file in data_dir
+    log_level: str = "info"  # debug|info|warning|error
+    trust_forwarded: bool = False  # trust X-Forwarded-For/Proto/Host from a TLS terminator
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyOptions:
+    connect_timeout: float = 5.0  # seconds to connect upstream -> 502/504
+    read_timeout: float = 30.0  # seconds for upstream headers or the next body chunk -> 504
+    pool_size: int = 100  # max pooled connections per upstream
+    max_header_size: int = 8190  # bytes for one request header line / total -> 431
+    max_body_size: int = 0  # 0 = unlimited request bodies (they stream)
+    inject: bool = True  # inject the script into HTML navigations
+    recompress: bool = True  # re-encode injected pages with the upstream's Content-Encoding
+    websocket: bool = True  # proxy the site's own websockets
+
+
+def _split_port(host: str) -> tuple[str, str | None]:
+    """Split "name:port" / "[v6]:port" into (name, port-or-None); lowercases the name."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        if end != -1 and host[end + 1 : end + 2] == ":":
+            return host[: end + 1], host[end + 2 :]
+        return host, None
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and ":" not in name:
+        return name, port
+    return host, None
+
+
+def _build_host_index(sites: tuple[Site, ...]) -> tuple[dict[str, Site], Site | None]:
+    index: dict[str, Site] = {}
+    default: Site | None = None
+    for site in sites:
+        for name in (site.host, *site.aliases):
+            key = name.strip().lower()
+            if key == "*":
+                if default is None:
+                    default = site
+            else:
+                index.setdefault(key, site)
+    return index, default
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerOptions = ServerOptions()
+    proxy: ProxyOptions = ProxyOptions()
+    sites: tuple[Site, ...] = ()
+    source: str | None = None  # path of the config file, if any
+    # Host -> Site lookup table, built once in __post_init__ (not part of equality/repr).
+    _host_index: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sites, tuple):  # e.g. a list: keep the Config hashable
+            object.__setattr__(self, "sites", tuple(self.sites))
+        object.__setattr__(self, "_host_index", _build_host_index(self.sites))
+
+    def site_for_host(self, host: str) -> Site | None:
+        """The site for a Host header value.
+
+        Exact match on host or alias first (case-insensitive; a name configured with a
+        port matches only that port, a name configured without one matches any port),
+        then the "*" site, else None.
+        """
+        index, default = self._host_index
+        if host:
+            key = host.strip().lower()
+            site = index.get(key)
+            if site is not None:
+                return site
+            name, port = _split_port(key)
+            if name.endswith("."):  # "shop.example.com." is the same host
+                name = name.rstrip(".")
+                site = index.get(name if port is None else f"{name}:{port}")
+                if site is not None:
+                    return site
+            if port is not None:
+                site = index.get(name)
+                if site is not None:
+                    return site
+        return default
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+class ConfigError(Exception):
+    """A configuration problem, with where it was found.
+
+    ``str(err)`` is ``"<path>:<line>: <message>"`` for a file (``"<path>: <message>"``
+    when no line applies), ``"<origin>: <message>"`` for the environment or the
+    command line (origin e.g. ``"environment variable COBROWSE_PROXY_READ_TIMEOUT"``),
+    else just the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        path: str | os.PathLike[str] | None = None,
+        line: int | None = None,
+        *,
+        origin: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = os.fspath(path) if path is not None else None
+        self.line = line
+        self.origin = origin
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            where = self.path if self.line is None else f"{self.path}:{self.line}"
+            return f"{where}: {self.message}"
+        if self.origin:
+            return f"{self.origin}: {self.message}"
+        return self.message
+
+    def __reduce__(self):  # keep pickling (e.g. across processes) working
+        return (_rebuild_config_error, (self.message, self.path, self.line, self.origin))
+
+
+def _rebuild_config_error(message, path, line, origin):
+    return ConfigError(message, path, line, origin=origin)
+
+
+class _Invalid(Exception):
+    """Raised by validators; the caller adds where the value came from."""
+
+
+def _show(value: object) -> str:
+    """A value the way the user wrote it (TOML-ish)."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+def _did_you_mean(name: str, valid: list[str] | tuple[str, ...], fmt: str = "'{}'") -> str:
+    match = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f"; did you mean {fmt.format(match[0])}?" if match else ""
+
+
+# ---------------------------------------------------------------------------
+# Value validators. Each takes (value, name, from_text) and returns the normalised
+# value or raises _Invalid. from_text=True means the value is a string from the
+# environment or the command line and must be parsed to the field's type.
+# ---------------------------------------------------------------------------
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _v_bool(value: object, name: str, from_text: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if from_text and isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise _Invalid(f"{name} must be true or false (or 1/0, yes/no, on/off), got {_show(value)}")
+    raise _Invalid(f"{name} must be true or false, got {_show(value)}")
+
+
+def _to_number(value: object, from_text: bool, integer: bool) -> int | float | None:
+    if isinstance(value, bool):
+        return None
+    if from_text and isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            if integer:
+                return None
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and not integer:
+        return value
+    return None
+
+
+def _v_positive_number(value: object, name: str, from_text: bool) -> float:
+    number = _to_number(value, from_text, integer=False)
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise _Invalid(f"{name} must be a positive number, got {_show(value)}")
+    return float(number)
+
+
+def _v_positive_int(value: object, name: str, from_text: bool) -> int:
+    number = _to_number(value, from_text, integer=True)
+    if number is None or number <= 0:
+        raise _Invalid(f"{name} must be a positive integer, got {_show(value)}")
+    return int(number)
+
+
+def _v_size_or_zero(value: object, name: str, from_text: bool) -> int:
+    number = _to_number(value, from_text, integer=True)
+    if number is None or number < 0:
+        raise _Invalid(f"{name} must be a non-negative integer (0 = unlimited), got {_show(value)}")
+    return int(number)
+
+
+def _v_nonempty_str(value: object, name: str, from_text: bool) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid(f"{name} must be a non-empty string, got {_show(value)}")
+    return value.strip()
+
+
+_HOSTNAME_RE = re.compile(r"^[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?$")
+_IPV6_RE = re.compile(r"^[0-9a-f:.]+(%[a-z0-9_.-]+)?$")
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split a validated ``listen`` value into a (host, port) pair for binding.
+
+    ``"0.0.0.0:8080"`` -> ``("0.0.0.0", 8080)``; ``"[::1]:8080"`` -> ``("::1", 8080)``.
+    Raises ValueError on a malformed value.
+    """
+    try:
+        return _parse_listen(listen, "listen")
+    except _Invalid as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _parse_listen(value: str, name: str) -> tuple[str, int]:
+    example = '(e.g. "127.0.0.1:8080", "0.0.0.0:8080" or "[::1]:8080")'
+    text = value.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        host, rest = text[1:end], text[end + 1 :] if end != -1 else ""
+        if end == -1 or not rest.startswith(":") or not host or not _IPV6_RE.match(host.lower()):
+            raise _Invalid(f"{name} must be host:port {example}, got {_show(value)}")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise _Invalid(f"{name} must be host:port {example}, got {_show(value)}")
+        if ":" in host:
+            raise _Invalid(f"{name}: put an IPv6 address in brackets, like \"[::1]:8080\", got {_show(value)}")
+        if not _HOSTNAME_RE.match(host.lower()):
+            raise _Invalid(f"{name} must be host:port {example}, got {_show(value)}")
+    if not port_text.isdigit():
+        raise _Invalid(f"{name} must be host:port {example}, got {_show(value)}")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise _Invalid(f"{name} port must be between 0 and 65535, got {_show(value)}")
+    return host, port
+
+
+def _v_listen(value: object, name: str, from_text: bool) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f'{name} must be a string "host:port", got {_show(value)}')
+    _parse_listen(value, name)
+    return value.strip()
+
+
+_PREFIX_BAD_CHARS = re.compile(r"[\s?#%\\\"'<>]")
+
+
+def _v_prefix(value: object, name: str, from_text: bool) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"{name} must be a string, got {_show(value)}")
+    text = value.strip()
+    if not (text.startswith("/") and text.endswith("/")) or len(text) < 3:
+        raise _Invalid(f'{name} must start and end with "/" (e.g. "/__cobrowse/"), got {_show(value)}')
+    if _PREFIX_BAD_CHARS.search(text) or "//" in text:
+        raise _Invalid(f"{name} must be a plain path without spaces, quotes, ?, # or %, got {_show(value)}")
+    return text
+
+
+def _v_database_url(value: object, name: str, from_text: bool) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"{name} must be a string, got {_show(value)}")
+    text = value.strip()
+    if text and "://" not in text:
+        raise _Invalid(
+            f'{name} must be a database URL like "postgresql+asyncpg://user:pass@host/db" '
+            f"(or empty for SQLite in data_dir), got {_show(value)}"
+        )
+    return text
+
+
+def _v_log_level(value: object, name: str, from_text: bool) -> str:
+    if isinstance(value, str) and value.strip().lower() in LOG_LEVELS:
+        return value.strip().lower()
+    raise _Invalid(f"{name} must be one of {', '.join(LOG_LEVELS)}, got {_show(value)}")
+
+
+_Validator = Callable[[object, str, bool], Any]
+
+_SECTIONS: dict[str, tuple[type, dict[str, _Validator]]] = {
+    "server": (
+        ServerOptions,
+        {
+            "listen": _v_listen,
+            "prefix": _v_prefix,
+            "data_dir": _v_nonempty_str,
+            "database_url": _v_database_url,
+            "log_level": _v_log_level,
+            "trust_forwarded": _v_bool,
+        },
+    ),
+    "proxy": (
+        ProxyOptions,
+        {
+            "connect_timeout": _v_positive_number,
+            "read_timeout": _v_positive_number,
+            "pool_size": _v_positive_int,
+            "max_header_size": _v_positive_int,
+            "max_body_size": _v_size_or_zero,
+            "inject": _v_bool,
+            "recompress": _v_bool,
+            "websocket": _v_bool,
+        },
+    ),
+}
+
+# Keep the validator tables in step with the dataclasses.
+for _section, (_cls, _validators) in _SECTIONS.items():
+    assert [f.name for f in dataclasses.fields(_cls)] == list(_validators), _section
+
+
+# --- sites ---------------------------------------------------------------
+
+_SITE_KEYS = ("host", "aliases", "upstream", "mask_selectors", "navigation_origins")
+
+
+def _check_host(value: object, name: str, allow_star: bool) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"{name} must be a string, got {_show(value)}")
+    text = value.strip().lower()
+    if text == "*":
+        if allow_star:
+            return text
+        raise _Invalid(f'{name} cannot be "*" (only a site\'s host can)')
+    if "://" in text or "/" in text:
+        raise _Invalid(
+            f'{name} must be a host name like "shop.example.com" (optionally with ":port"), '
+            f"not a URL, got {_show(value)}"
+        )
+    hostname, port = _split_port(text)
+    if hostname.startswith("["):
+        ok = hostname.endswith("]") and bool(_IPV6_RE.match(hostname[1:-1]))
+    else:
+        ok = bool(_HOSTNAME_RE.match(hostname.rstrip(".")))
+    if ok and port is not None:
+        ok = 0 < int(port) <= 65535
+    if not ok or (":" in text and port is None and not hostname.startswith("[")):
+        star = ', or "*" for any host' if allow_star else ""
+        raise _Invalid(f"{name} must be a host name with an optional :port{star}, got {_show(value)}")
+    return hostname.rstrip(".") + (f":{int(port)}" if port is not None else "")
+
+
+def _check_http_url(value: object, name: str, *, origin_only: bool) -> str:
+    what = "an http:// or https:// origin" if origin_only else "an http:// or https:// URL"
+    if not isinstance(value, str):
+        raise _Invalid(f"{name} must be {what}, got {_show(value)}")
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise _Invalid(f"{name} must be {what} with a valid port, got {_show(value)}") from None
+    if parts.scheme.lower() not in ("http", "https") or re.search(r"\s", text):
+        raise _Invalid(f"{name} must be {what}, got {_show(value)}")
+    if not parts.hostname:
+        raise _Invalid(f"{name} has no host, got {_show(value)}")
+    if parts.username is not None or parts.password is not None:
+        raise _Invalid(f"{name} must not contain a user name or password, got {_show(value)}")
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
+        raise _Invalid(f"{name} must not have a query string or fragment, got {_show(value)}")
+    path = parts.path.rstrip("/")
+    if origin_only and path:
+        raise _Invalid(f'{name} must be an origin like "https://pay.example.com" without a path, got {_show(value)}')
+    netloc = parts.netloc.lower().removesuffix(":")  # "http://host:/" has an empty port
+    if port is not None:
+        netloc = netloc.rpartition(":")[0] + f":{port}"  # "host:08080" -> "host:8080"
+    return f"{parts.scheme.lower()}://{netloc}{path}"
+
+
+def _v_upstream(value: object, name: str, from_text: bool = False) -> str:
+    return _check_http_url(value, name, origin_only=False)
+
+
+# ---------------------------------------------------------------------------
+# Locating keys in a TOML file
+# ---------------------------------------------------------------------------
+
+
+class _Locator:
+    """Maps key paths to the line where they are written, by scanning the text once.
+
+    Paths use table names, keys and 0-based indexes for arrays and arrays of tables:
+    ``("server", "listen")``, ``("site", 1, "upstream")``, ``("site", 0, "aliases", 2)``.
+    Handles table headers, ``[[array.of.tables]]``, dotted and quoted keys, inline
+    tables, arrays (including arrays of inline tables), multi-line strings and
+    comments. The text has already been accepted by tomllib, so the scanner can be
+    simple; if something surprises it, it stops and keeps what it found so far.
+    """
+
+    _BARE = re.compile(r"[A-Za-z0-9_-]+")
+    _SCALAR = re.compile(r"[^,\]}#\n]+")
+
+    def __init__(self, text: str) -> None:
+        self.s = text
+        self.i = 0
+        self.lines: dict[tuple, int] = {}
+        self._newlines = [m.start() for m in re.finditer("\n", text)]
+        try:
+            self._scan()
+        except Exception:  # best effort: fall back to what was found
+            pass
+
+    def line_of(self, path: tuple) -> int | None:
+        """The line of ``path``, else of its closest enclosing table/key, else None."""
+        for n in range(len(path), 0, -1):
+            line = self.lines.get(tuple(path[:n]))
+            if line is not None:
+                return line
+        return None
+
+    # -- helpers --------------------------------------------------------
+
+    def _line(self, pos: int | None = None) -> int:
+        return bisect.bisect_left(self._newlines, self.i if pos is None else pos) + 1
+
+    def _mark(self, path: tuple, line: int) -> None:
+        for n in range(1, len(path) + 1):
+            self.lines.setdefault(tuple(path[:n]), line)
+
+    def _skip_blank(self, newlines: bool = True) -> None:
+        s, n = self.s, len(self.s)
+        while self.i < n:
+            c = s[self.i]
+            if c in " \t\r" or (newlines and c == "\n"):
+                self.i += 1
+            elif c == "#":
+                end = s.find("\n", self.i)
+                self.i = n if end == -1 else end
+            else:
+                break
+
+    def _expect(self, token: str) -> None:
+        if not self.s.startswith(token, self.i):
+            raise ValueError(f"expected {token!r} at {self.i}")
+        self.i += len(token)
+
+    def _key(self) -> tuple[str, ...]:
+        parts = []
+        while True:
+            self._skip_blank(newlines=False)
+            c = self.s[self.i]
+            if c == '"':
+                start = self.i
+                self._skip_basic_string()
+                raw = self.s[start : self.i]
+                try:
+                    parts.append(json.loads(raw))
+                except ValueError:
+                    parts.append(raw[1:-1])
+            elif c == "'":
+                end = self.s.index("'", self.i + 1)
+                parts.append(self.s[self.i + 1 : end])
+                self.i = end + 1
+            else:
+                m = self._BARE.match(self.s, self.i)
+                if not m:
+                    raise ValueError(f"bad key at {self.i}")
+                parts.append(m.group())
+                self.i = m.end()
+            self._skip_blank(newlines=False)
+            if self.i < len(self.s) and self.s[self.i] == ".":
+                self.i += 1
+                continue
+            return tuple(parts)
+
+    def _skip_basic_string(self) -> None:
+        s, i = self.s, self.i + 1
+        while s[i] != '"':
+            i += 2 if s[i] == "\\" else 1
+        self.i = i + 1
+
+    def _skip_multiline(self, quote: str) -> None:
+        s, i = self.s, self.i + 3
+        while True:
+            if quote == '"""' and s[i] == "\\":
+                i += 2
+            elif s.startswith(quote, i):
+                i += 3
+                while i < len(s) and s[i] == quote[0]:  # up to two quotes may end the content
+                    i += 1
+                break
+            else:
+                i += 1
+        self.i = i
+
+    # -- the scan -------------------------------------------------------
+
+    def _resolve(self, keys: tuple[str, ...], arrays: dict[tuple, int]) -> tuple:
+        path: tuple = ()
+        for key in keys:
+            path += (key,)
+            if path in arrays:
+                path += (arrays[path] - 1,)
+        return path
+
+    def _scan(self) -> None:
+        s = self.s
+        arrays: dict[tuple, int] = {}  # array-of-tables path -> entries seen
+        table: tuple = ()
+        while True:
+            self._skip_blank()
+            if self.i >= len(s):
+                return
+            start = self.i
+            line = self._line()
+            if s.startswith("[[", self.i):
+                self.i += 2
+                keys = self._key()
+                self._expect("]]")
+                base = self._resolve(keys[:-1], arrays) + (keys[-1],)
+                index = arrays.get(base, 0)
+                arrays[base] = index + 1
+                table = base + (index,)
+                self._mark(table, line)
+            elif s[self.i] == "[":
+                self.i += 1
+                keys = self._key()
+                self._expect("]")
+                table = self._resolve(keys, arrays)
+                self._mark(table, line)
+            else:
+                keys = self._key()
+                self._expect("=")
+                self._skip_blank(newlines=False)
+                self._mark(table + keys, line)
+                self._value(table + keys)
+            if self.i <= start:
+                raise ValueError("no progress")
+
+    def _value(self, path: tuple) -> None:
+        s = self.s
+        c = s[self.i]
+        if s.startswith('"""', self.i) or s.startswith("'''", self.i):
+            self._skip_multiline(s[self.i : self.i + 3])
+        elif c == '"':
+            self._skip_basic_string()
+        elif c == "'":
+            self.i = s.index("'", self.i + 1) + 1
+        elif c == "[":
+            self.i += 1
+            index = 0
+            while True:
+                self._skip_blank()
+                if s[self.i] == "]":
+                    self.i += 1
+                    return
+                self._mark(path + (index,), self._line())
+                self._value(path + (index,))
+                index += 1
+                self._skip_blank()
+                if s[self.i] == ",":
+                    self.i += 1
+        elif c == "{":
+            self.i += 1
+            while True:
+                self._skip_blank()
+                if s[self.i] == "}":
+                    self.i += 1
+                    return
+                line = self._line()
+                keys = self._key()
+                self._expect("=")
+                self._skip_blank(newlines=False)
+                self._mark(path + keys, line)
+                self._value(path + keys)
+                self._skip_blank()
+                if s[self.i] == ",":
+                    self.i += 1
+        else:  # number, boolean, date/time: up to a delimiter
+            m = self._SCALAR.match(s, self.i)
+            if not m:
+                raise ValueError(f"bad value at {self.i}")
+            self.i = m.end()
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
+
+
+class _FileSource:
+    """Where values from the file came from: turns a key path into a ConfigError."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.locator = _Locator(text)
+
+    def error(self, message: str, key_path: tuple) -> ConfigError:
+        return ConfigError(message, self.path, self.locator.line_of(key_path))
+
+
+def _read_toml(path: str) -> tuple[dict[str, Any], str]:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror or exc}", path) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError("config file is not valid UTF-8", path, line) from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        line: int | None = None
+        m = _TOML_POS.search(message)
+        if m:
+            line = int(m.group(1))
+            message = f"{message[: m.start()]} (column {m.group(2)})"
+        else:
+            m = _TOML_END.search(message)
+            if m:
+                line = max(1, len(text.splitlines()))
+                message = f"{message[: m.start()]} (at end of file)"
+        raise ConfigError(f"invalid TOML: {message}", path, line) from None
+
+
+def _apply_section_from_file(
+    name: str, table: object, values: dict[str, Any], src: _FileSource
+) -> None:
+    if not isinstance(table, dict):
+        raise src.error(f"{name} must be a table ([{name}]), got {_show(table)}", (name,))
+    validators = _SECTIONS[name][1]
+    for key, value in table.items():
+        if key not in validators:
+            hint = _did_you_mean(key, tuple(validators))
+            raise src.error(f"unknown key '{key}' in [{name}]{hint}", (name, key))
+        try:
+            values[key] = validators[key](value, f"{name}.{key}", False)
+        except _Invalid as exc:
+            raise src.error(str(exc), (name, key)) from None
+
+
+def _str_list(value: object, name: str) -> list[str]:
+    if isinstance(value, str):
+        raise _Invalid(f"{name} must be an array of strings, like [{_show(value)}], got {_show(value)}")
+    if not isinstance(value, list):
+        raise _Invalid(f"{name} must be an array of strings, got {_show(value)}")
+    return value
+
+
+def _site_from_file(index: int, entry: object, src: _FileSource) -> tuple[Site, dict[str, tuple]]:
+    """Validate one [[site]] table. Returns the Site and, per host name, its key path."""
+    where = ("site", index)
+    if not isinstance(entry, dict):
+        raise src.error(f"each site must be a table ([[site]]), got {_show(entry)}", where)
+
+    def fail(message: str, *key: object) -> ConfigError:
+        return src.error(message, where + key)
+
+    for key in entry:
+        if key not in _SITE_KEYS:
+            hint = _did_you_mean(key, _SITE_KEYS)
+            raise fail(f"unknown key '{key}' in [[site]]{hint}", key)
+    if "host" not in entry:
+        raise fail('[[site]] is missing "host" (a host name, or "*" for any host)')
+    if "upstream" not in entry:
+        raise fail('[[site]] is missing "upstream" (e.g. upstream = "http://127.0.0.1:3000")')
+
+    names: dict[str, tuple] = {}
+    try:
+        host = _check_host(entry["host"], "site.host", allow_star=True)
+    except _Invalid as exc:
+        raise fail(str(exc), "host") from None
+    names[host] = where + ("host",)
+
+    try:
+        upstream = _v_upstream(entry["upstream"], "site.upstream")
+    except _Invalid as exc:
+        raise fail(str(exc), "upstream") from None
+
+    aliases = []
+    try:
+        raw_aliases = _str_list(entry.get("aliases", []), "site.aliases")
+    except _Invalid as exc:
+        raise fail(str(exc), "aliases") from None
+    for i, alias in enumerate(raw_aliases):
+        try:
+            alias = _check_host(alias, "site.aliases entry", allow_star=False)
+        except _Invalid as exc:
+            raise fail(str(exc), "aliases", i) from None
+        if alias in names:
+            raise fail(f'site.aliases repeats the host name "{alias}"', "aliases", i)
+        names[alias] = where + ("aliases", i)
+        aliases.append(alias)
+
+    selectors = []
+    try:
+        raw_selectors = _str_list(entry.get("mask_selectors", []), "site.mask_selectors")
+    except _Invalid as exc:
+        raise fail(str(exc), "mask_selectors") from None
+    for i, selector in enumerate(raw_selectors):
+        if not isinstance(selector, str) or not selector.strip() or re.search(r"[{}<\x00-\x1f]", selector):
+            raise fail(
+                f"site.mask_selectors entries must be non-empty CSS selectors without {{, }} or <, got {_show(selector)}",
+                "mask_selectors",
+                i,
+            )
+        selectors.append(selector.strip())
+
+    origins = []
+    try:
+        raw_origins = _str_list(entry.get("navigation_origins", []), "site.navigation_origins")
+    except _Invalid as exc:
+        raise fail(str(exc), "navigation_origins") from None
+    for i, origin in enumerate(raw_origins):
+        try:
+            origins.append(_check_http_url(origin, "site.navigation_origins entry", origin_only=True))
+        except _Invalid as exc:
+            raise fail(str(exc), "navigation_origins", i) from None
+
+    site = Site(
+        host=host,
+        upstream=upstream,
+        aliases=tuple(aliases),
+        mask_selectors=tuple(selectors),
+        navigation_origins=tuple(dict.fromkeys(origins)),
+    )
+    return site, names
+
+
+def _sites_from_file(raw: object, src: _FileSource) -> list[Site]:
+    if isinstance(raw, dict):
+        raise src.error("sites are an array of tables: write [[site]] (double brackets), not [site]", ("site",))
+    if not isinstance(raw, list):
+        raise src.error(f"site must be an array of tables ([[site]]), got {_show(raw)}", ("site",))
+    sites: list[Site] = []
+    seen: dict[str, tuple] = {}
+    for index, entry in enumerate(raw):
+        site, names = _site_from_file(index, entry, src)
+        for name, key_path in names.items():
+            if name in seen:
+                first = src.locator.line_of(seen[name])
+                already = f" (already used at line {first})" if first else " (already used by another site)"
+                what = "default site" if name == "*" else "site host"
+                raise src.error(f'duplicate {what} "{name}"{already}', key_path)
+            seen[name] = key_path
+        sites.append(site)
+    return sites
+
+
+def _env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    *,
+    allow_no_sites: bool = False,
+) -> Config:
+    """Build a validated :class:`Config`.
+
+    ``path``: a TOML file; when None, ``COBROWSE_CONFIG`` from ``env`` (if set and
+    non-empty). ``env``: environment (default ``os.environ``); ``COBROWSE_<SECTION>_<KEY>``
+    override the file, ``COBROWSE_UPSTREAM`` replaces the file's "*" site. Empty
+    variables count as unset. ``overrides``: from command-line flags, keys
+    ``"server.<field>"``, ``"proxy.<field>"`` and ``"upstream"`` (replaces the "*" site);
+    None values are ignored; strings are parsed like environment values.
+
+    Raises :class:`ConfigError`. A config without any site is an error unless
+    ``allow_no_sites`` (commands that never proxy, e.g. user management, pass it).
+    """
+    if env is None:
+        env = os.environ
+    values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    sites: list[Site] = []
+    source: str | None = None
+
+    if path is None and env.get(f"{ENV_PREFIX}CONFIG", "").strip():
+        path = env[f"{ENV_PREFIX}CONFIG"].strip()
+
+    # 1. the file
+    if path is not None:
+        source = os.fspath(path)
+        data, text = _read_toml(source)
+        src = _FileSource(source, text)
+        for key, raw in data.items():
+            if key in _SECTIONS:
+                _apply_section_from_file(key, raw, values[key], src)
+            elif key == "site":
+                sites = _sites_from_file(raw, src)
+            else:
+                owner = next((name for name, (_, v) in _SECTIONS.items() if key in v), None)
+                if owner is not None:
+                    message = f"unknown top-level key '{key}'; it belongs in the [{owner}] table"
+                elif isinstance(raw, dict):
+                    message = f"unknown section [{key}]{_did_you_mean(key, (*_SECTIONS, 'site'), '[{}]')}"
+                elif isinstance(raw, list) and raw and all(isinstance(v, dict) for v in raw):
+                    message = f"unknown section [[{key}]]{_did_you_mean(key, ('site',), '[[{}]]')}"
+                else:
+                    message = f"unknown top-level key '{key}'{_did_you_mean(key, (*_SECTIONS, 'site'))}"
+                raise src.error(message, (key,))
+
+    # 2. the environment
+    for section, (_, validators) in _SECTIONS.items():
+        for key, validate in validators.items():
+            var = _env_name(section, key)
+            raw = env.get(var)
+            if raw is None or not raw.strip():
+                continue
+            try:
+                values[section][key] = validate(raw, f"{section}.{key}", True)
+            except _Invalid as exc:
+                raise ConfigError(str(exc), origin=f"environment variable {var}") from None
+    known_vars = {_env_name(s, k) for s, (_, v) in _SECTIONS.items() for k in v}
+    for var in env:
+        upper = var.upper()
+        if upper.startswith((f"{ENV_PREFIX}SERVER_", f"{ENV_PREFIX}PROXY_")) and upper not in known_vars:
+            hint = _did_you_mean(upper, sorted(known_vars), "{}")
+            raise ConfigError(f"unknown setting{hint}", origin=f"environment variable {var}")
+    env_upstream = env.get(f"{ENV_PREFIX}UPSTREAM", "").strip()
+    if env_upstream:
+        try:
+            upstream = _v_upstream(env_upstream, "upstream")
+        except _Invalid as exc:
+            raise ConfigError(str(exc), origin=f"environment variable {ENV_PREFIX}UPSTREAM") from None
+        sites = [s for s in sites if s.host != "*"] + [Site(host="*", upstream=upstream)]
+
+    # 3. the command line
+    for dotted, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if dotted == "upstream":
+            try:
+                upstream = _v_upstream(raw, "upstream")
+            except _Invalid as exc:
+                raise ConfigError(str(exc), origin="command line") from None
+            sites = [s for s in sites if s.host != "*"] + [Site(host="*", upstream=upstream)]
+            continue
+        section, _, key = dotted.partition(".")
+        validators = _SECTIONS.get(section, (None, {}))[1]
+        if key not in validators:
+            valid = ["upstream", *(f"{s}.{k}" for s, (_, v) in _SECTIONS.items() for k in v)]
+            raise ConfigError(f"unknown setting '{dotted}'{_did_you_mean(dotted, valid)}", origin="command line")
+        try:
+            values[section][key] = validators[key](raw, dotted, isinstance(raw, str))
+        except _Invalid as exc:
+            raise ConfigError(str(exc), origin="command line") from None
+
+    if not sites and not allow_no_sites:
+        message = (
+            "no sites configured: add a [[site]] table with host and upstream, "
+            f"set {ENV_PREFIX}UPSTREAM, or pass --upstream"
+        )
+        raise ConfigError(message, source)
+
+    return Config(
+        server=ServerOptions(**values["server"]),
+        proxy=ProxyOptions(**values["proxy"]),
+        sites=tuple(sites),
+        source=source,
+    )

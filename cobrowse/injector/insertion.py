@@ -1,0 +1,248 @@
+"""Find where our tag goes in a streamed HTML page, and put it there.
+
+The page is never parsed into a tree and re-serialised: bytes pass through as
+the site wrote them, apart from our tag (and the ``content`` value of a
+``<meta http-equiv=Content-Security-Policy>``, which must allow our script).
+
+Where the tag goes: after the leading run of the document that does not
+load anything -- doctype, comments, ``<html>``, ``<head>`` and ``<meta>``
+tags -- and before the first other token. So a ``<meta charset>`` stays in
+the first 1024 bytes, our script is resolved before any ``<base href>``, and
+it runs before the site's own scripts can break it. A page with no ``<head>``
+gets it before its first content; a page with nothing at all gets it at the
+end (pywb's fallback).
+
+A small HTML-aware tokenizer walks the document's head, so ``</head>`` inside
+a comment or a script string is not mistaken for the real one. After our tag
+it keeps walking to the end of the head, only to catch a meta CSP that comes
+later; from then on every chunk passes straight through untouched.
+
+Bytes are held back only while a token is incomplete at a chunk boundary
+(nginx's ``sub_filter`` holds ``len(needle) - 1`` bytes the same way); the
+hold is capped at ``max_hold`` so a pathological page cannot pin memory.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+
+_WHITESPACE = b" \t\n\r\f"
+_WHITESPACE_RUN = re.compile(rb"[ \t\n\r\f]+")
+_START_TAG = re.compile(rb"<([a-zA-Z][^\t\n\r\f />]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
+_END_TAG = re.compile(rb"</([a-zA-Z][^\t\n\r\f />]*)[^>]*>")
+_ATTRIBUTE = re.compile(
+    rb"([^\t\n\r\f />\"'=][^\t\n\r\f />\"'=]*)(?:[\t\n\r\f ]*=[\t\n\r\f ]*"
+    rb"(?:\"([^\"]*)\"|'([^']*)'|([^\t\n\r\f >]+)))?"
+)
+_COMMENT_END = re.compile(rb"--!?>")  # "--!>" closes a comment too (a parse error browsers accept)
+
+# Tags that may open a document without loading or running anything.
+_LEADING_TAGS = frozenset({b"html", b"head", b"meta"})
+# Elements that belong in <head>; any other start tag implies <body>.
+_HEAD_TAGS = frozenset({b"meta", b"link", b"base", b"title", b"style", b"script", b"noscript", b"template"})
+# Elements whose content is raw text: a "<meta" in there is not a tag.
+_RAW_TEXT = frozenset({b"script", b"style", b"title", b"noscript", b"textarea", b"xmp"})
+# "</scripts>" does not end a script: the name must be followed by one of these.
+_RAW_TEXT_END = {name: re.compile(b"</" + name + rb"[\t\n\r\f />]", re.IGNORECASE) for name in _RAW_TEXT}
+# While looking for a closing sequence, hold back all of it but its last byte.
+_CLOSE_HOLD = {_COMMENT_END: len(b"--!"), **{p: len(b"</") + len(name) for name, p in _RAW_TEXT_END.items()}}
+
+_LEADING, _HEAD, _PASS = 0, 1, 2
+
+MetaCspRewriter = Callable[[str], str]
+
+
+class InsertionScanner:
+    """Streams a page through, inserting ``snippet`` at the first safe place.
+
+    Works on any ASCII-compatible encoding; UTF-16 pages are transcoded around
+    it by :mod:`cobrowse.injector.page`.
+    """
+
+    __slots__ = ("_snippet", "_rewrite_meta_csp", "_max_hold", "_buf", "_phase", "_raw_end", "_in_comment", "inserted")
+
+    def __init__(self, snippet: bytes, rewrite_meta_csp: MetaCspRewriter | None = None, max_hold: int = 64 * 1024):
+        self._snippet = snippet
+        self._rewrite_meta_csp = rewrite_meta_csp
+        self._max_hold = max_hold
+        self._buf = b""
+        self._phase = _LEADING
+        self._raw_end: re.Pattern[bytes] | None = None
+        self._in_comment = False
+        self.inserted = False
+
+    @property
+    def passing_through(self) -> bool:
+        return self._phase == _PASS
+
+    def feed(self, data: bytes) -> bytes:
+        if self._phase == _PASS:
+            return data
+        self._buf = self._buf + data if self._buf else data
+        return self._scan(final=False)
+
+    def finish(self) -> bytes:
+        out = b""
+        if self._phase != _PASS:
+            # Anything still held is the tail of a comment or raw text the page never closed.
+            out = self._scan(final=True) + self._buf
+            self._buf = b""
+        if not self.inserted:
+            self.inserted = True
+            out += self._snippet
+        return out
+
+    # The tokenizer. ``pos`` always sits on a token boundary; everything
+    # before it has been decided and goes out.
+    def _scan(self, final: bool) -> bytes:
+        buf = self._buf
+        end = len(buf)
+        pos = 0
+        out: list[bytes] = []
+        while pos < end and self._phase != _PASS:
+            if self._raw_end is not None or self._in_comment:
+                pattern = self._raw_end if self._raw_end is not None else _COMMENT_END
+                match = pattern.search(buf, pos)
+                if match is None:
+                    # Keep only what could be the start of the closing sequence.
+                    keep = max(pos, end - _CLOSE_HOLD[pattern])
+                    out.append(buf[pos:keep])
+                    pos = keep
+                    break
+                if self._in_comment:
+                    out.append(buf[pos:match.end()])
+                    pos = match.end()
+                    self._in_comment = False
+                else:
+                    out.append(buf[pos:match.start()])  # the end tag is tokenized below
+                    pos = match.start()
+                    self._raw_end = None
+                continue
+
+            byte = buf[pos]
+            if byte in _WHITESPACE:
+                match = _WHITESPACE_RUN.match(buf, pos)
+                out.append(buf[pos:match.end()])
+                pos = match.end()
+                continue
+            if byte != 0x3C:  # "<": text content begins; the head is over
+                self._content_starts(out)
+                break
+
+            token_end, kind, name, attrs = self._token_at(buf, pos, end)
+            if token_end < 0:  # incomplete token
+                if final or end - pos > self._max_hold:
+                    self._content_starts(out)
+                    break
+                break
+            if kind == "comment-open":
+                out.append(buf[pos:token_end])
+                pos = token_end
+                self._in_comment = True
+                continue
+            if kind in ("comment", "doctype"):
+                out.append(buf[pos:token_end])
+                pos = token_end
+                continue
+            if kind == "text":
+                self._content_starts(out)
+                break
+
+            if self._phase == _LEADING and not (kind == "start" and name in _LEADING_TAGS):
+                out.append(self._snippet)
+                self.inserted = True
+                self._phase = _HEAD
+
+            if kind == "start" and name == b"meta":
+                out.append(self._meta(buf[pos:token_end], attrs))
+                pos = token_end
+                continue
+            if self._phase == _LEADING:
+                out.append(buf[pos:token_end])
+                pos = token_end
+                continue
+            # Within the head, after our tag.
+            if kind == "start" and name in _HEAD_TAGS:
+                out.append(buf[pos:token_end])
+                pos = token_end
+                if name in _RAW_TEXT:
+                    self._raw_end = _RAW_TEXT_END[name]
+                continue
+            if kind == "end" and (name in _HEAD_TAGS or name == b"head"):
+                # Head elements between </head> and <body> still go into the head, a meta CSP included.
+                out.append(buf[pos:token_end])
+                pos = token_end
+                continue
+            self._phase = _PASS  # <body> or any body element
+
+        if self._phase == _PASS:
+            out.append(buf[pos:])
+            self._buf = b""
+        else:
+            self._buf = buf[pos:]
+        return b"".join(out)
+
+    def _content_starts(self, out: list[bytes]) -> None:
+        if not self.inserted:
+            out.append(self._snippet)
+            self.inserted = True
+        self._phase = _PASS
+
+    @staticmethod
+    def _token_at(buf: bytes, pos: int, end: int) -> tuple[int, str, bytes, bytes]:
+        """(token end, kind, lowercased tag name, attribute bytes); end -1 if incomplete."""
+        if end - pos < 4 and not b">" in buf[pos:end]:
+            return -1, "", b"", b""
+        nxt = buf[pos + 1]
+        if buf.startswith(b"<!--", pos):
+            # "<!-->" and "<!--->" are complete (empty) comments in HTML.
+            if buf.startswith(b">", pos + 4) or buf.startswith(b"->", pos + 4):
+                return buf.index(b">", pos + 4) + 1, "comment", b"", b""
+            close = _COMMENT_END.search(buf, pos + 4)
+            if close is not None:
+                return close.end(), "comment", b"", b""
+            if buf[pos + 4:end] in (b"", b"-"):
+                return -1, "", b"", b""  # could still become "<!-->" or "<!--->"
+            return pos + 4, "comment-open", b"", b""
+        if nxt in b"!?":  # doctype, <?xml ...?>, bogus comments
+            close = buf.find(b">", pos)
+            return (close + 1 if close >= 0 else -1), "doctype", b"", b""
+        if nxt == 0x2F:  # "/"
+            match = _END_TAG.match(buf, pos)
+            if match:
+                return match.end(), "end", match.group(1).lower(), b""
+            if buf.find(b">", pos) < 0:
+                return -1, "", b"", b""
+            return pos, "text", b"", b""
+        if (0x41 <= nxt <= 0x5A) or (0x61 <= nxt <= 0x7A):
+            match = _START_TAG.match(buf, pos)
+            if match:
+                return match.end(), "start", match.group(1).lower(), match.group(2)
+            return -1, "", b"", b""  # a quote or ">" has not arrived yet
+        return pos, "text", b"", b""  # "<" followed by anything else is text
+
+    def _meta(self, tag: bytes, attrs: bytes) -> bytes:
+        """The meta tag as written, or with its CSP ``content`` amended."""
+        if self._rewrite_meta_csp is None or b"content-security-policy" not in attrs.lower():
+            return tag
+        values: dict[bytes, tuple[bytes, int, int]] = {}
+        offset = len(tag) - len(attrs) - 1  # where attrs start inside tag
+        for match in _ATTRIBUTE.finditer(attrs):
+            name = match.group(1).lower()
+            for group in (2, 3, 4):
+                if match.group(group) is not None:
+                    values.setdefault(name, (match.group(group), offset + match.start(group), offset + match.end(group)))
+                    break
+        equiv = values.get(b"http-equiv")
+        content = values.get(b"content")
+        if equiv is None or content is None or equiv[0].strip().lower() != b"content-security-policy":
+            return tag
+        raw, start, stop = content
+        policy = html.unescape(raw.decode("latin-1"))
+        new_value = html.escape(self._rewrite_meta_csp(policy), quote=True).encode("latin-1", "replace")
+        quoted = tag[start - 1:start] in (b'"', b"'")
+        if not quoted:
+            new_value = b'"' + new_value + b'"'
+        return tag[:start] + new_value + tag[stop:]

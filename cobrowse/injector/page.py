@@ -1,0 +1,241 @@
+"""Plan the rewrite of one response: new headers now, body chunk by chunk.
+
+This is the injector's whole public surface, with no I/O: a shell (the
+aiohttp proxy, the mitmproxy addon) asks :func:`plan_page` once it has the
+upstream's status and headers. ``None`` means "pass the response through
+untouched". Otherwise it sends ``plan.headers`` and pushes every body chunk
+through ``plan.body.feed()`` and finally ``plan.body.finish()``, writing each
+piece they yield as it comes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import html
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .charset import BOM_SNIFF_LENGTH, charset_from_content_type, detect_wide_encoding
+from .codec import DECODABLE, Decoder, Encoder, can_decode, make_decoder, make_encoder, parse_codings
+from .csp import allowance_for, rewrite_csp
+from .decide import RequestInfo, is_html, is_navigation, response_has_injectable_body
+from .insertion import InsertionScanner
+
+Headers = list[tuple[str, str]]
+
+# Headers that describe the upstream's exact bytes and are wrong once we insert ours.
+_DROPPED = frozenset({"content-length", "content-md5", "digest", "repr-digest", "content-digest", "accept-ranges"})
+
+
+@dataclass(frozen=True, slots=True)
+class InjectorSettings:
+    prefix: str = "/__cobrowse/"
+    recompress: bool = True  # re-encode with the upstream's coding when the client accepts it
+    max_hold: int = 64 * 1024  # most bytes held back while a head token is incomplete
+
+
+class Injector:
+    """Settings plus the parts of our tag that never change."""
+
+    def __init__(self, settings: InjectorSettings = InjectorSettings()) -> None:
+        self.settings = settings
+        src = html.escape(settings.prefix + "loader.js", quote=True)
+        # async: never blocks the page's parser. XML-compatible, for XHTML pages.
+        self._tag_start = f'<script src="{src}" async="" nonce="'.encode()
+        self._tag_end = b'"></script>'
+
+    def snippet(self, nonce: str) -> bytes:
+        return self._tag_start + nonce.encode("ascii") + self._tag_end
+
+    def plan_page(self, request: RequestInfo, status: int, headers: Headers, origin: str,
+                  nonce: str | None = None) -> "PagePlan | None":
+        """How to rewrite this response, or None to pass it through untouched.
+
+        ``origin`` is the public ``scheme://host[:port]`` the visitor sees; it
+        goes into CSP sources for our prefix.
+        """
+        if not response_has_injectable_body(status) or not is_navigation(request):
+            return None
+        content_type = content_encoding = None
+        for name, value in headers:
+            lname = name.lower()
+            if lname == "content-type":
+                content_type = value
+            elif lname == "content-encoding":
+                content_encoding = value
+            elif lname == "content-disposition" and value.lower().lstrip().startswith("attachment"):
+                return None  # a download, not a page
+        if not is_html(content_type):
+            return None
+        codings = parse_codings(content_encoding)
+        if codings and not can_decode(codings):
+            return None  # an encoding we cannot read: leave the page alone rather than break it
+
+        nonce = nonce or secrets.token_urlsafe(18)
+        allowance = allowance_for(origin, self.settings.prefix, nonce)
+
+        out_coding = None
+        if codings and self.settings.recompress and len(codings) == 1 and _accepts(request.accept_encoding, codings[0]):
+            out_coding = codings[0]
+
+        new_headers: Headers = []
+        for name, value in headers:
+            lname = name.lower()
+            if lname in _DROPPED:
+                continue
+            if lname == "content-encoding":
+                continue
+            if lname == "etag":
+                # Same entity, different bytes: only a weak validator is still true.
+                value = value if value.startswith("W/") else "W/" + value
+            elif lname == "content-security-policy":
+                value = rewrite_csp(value, allowance)
+            new_headers.append((name, value))
+        if out_coding:
+            new_headers.append(("Content-Encoding", out_coding))
+
+        body = PageRewriter(
+            snippet=self.snippet(nonce),
+            rewrite_meta_csp=lambda policy: rewrite_csp(policy, allowance),
+            decoder=make_decoder(codings) if codings else None,
+            encoder=make_encoder(out_coding) if out_coding else None,
+            header_charset=charset_from_content_type(content_type or ""),
+            max_hold=self.settings.max_hold,
+        )
+        return PagePlan(new_headers, body, nonce)
+
+
+@dataclass(slots=True)
+class PagePlan:
+    headers: Headers
+    body: "PageRewriter"
+    nonce: str
+
+
+class PageRewriter:
+    """decode (Content-Encoding) -> [UTF-16 transcoding] -> insert -> encode."""
+
+    __slots__ = ("_scanner", "_decoder", "_encoder", "_header_charset", "_sniff", "_wide")
+
+    def __init__(self, snippet: bytes, rewrite_meta_csp, decoder: Decoder | None, encoder: Encoder | None,
+                 header_charset: str | None, max_hold: int) -> None:
+        self._scanner = InsertionScanner(snippet, rewrite_meta_csp, max_hold)
+        self._decoder = decoder
+        self._encoder = encoder
+        self._header_charset = header_charset
+        self._sniff: bytes | None = b""  # decoded bytes held until the BOM can be read; None once decided
+        self._wide: _WideTextScanner | None = None
+
+    @property
+    def inserted(self) -> bool:
+        return self._scanner.inserted
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        if self._decoder is None and self._encoder is None and self._sniff is None and self._wide is None:
+            # The common case: identity page, already past the BOM check.
+            out = self._scanner.feed(chunk)
+            if out:
+                yield out
+            return
+        pieces = self._decoder.feed(chunk) if self._decoder is not None else (chunk,)
+        for piece in pieces:
+            out = self._text(piece, final=False)
+            if out:
+                yield self._encoder.feed(out) if self._encoder is not None else out
+
+    def finish(self) -> Iterator[bytes]:
+        if self._decoder is not None:
+            for piece in self._decoder.finish():
+                out = self._text(piece, final=False)
+                if out:
+                    yield self._encoder.feed(out) if self._encoder is not None else out
+        out = self._text(b"", final=True)
+        if self._encoder is not None:
+            out = self._encoder.feed(out) + self._encoder.finish() if out else self._encoder.finish()
+        if out:
+            yield out
+
+    def _text(self, data: bytes, final: bool) -> bytes:
+        prefix = b""
+        if self._sniff is not None:
+            self._sniff += data
+            if len(self._sniff) < BOM_SNIFF_LENGTH and not final:
+                return b""
+            data, self._sniff = self._sniff, None
+            codec, bom_length = detect_wide_encoding(data, self._header_charset)
+            prefix, data = data[:bom_length], data[bom_length:]  # the BOM stays where it is
+            if codec is not None:
+                self._wide = _WideTextScanner(self._scanner, codec)
+        scan = self._wide if self._wide is not None else self._scanner
+        out = scan.feed(data) if data else b""
+        if final:
+            out += scan.finish()
+        return prefix + out if prefix else out
+
+
+class _WideTextScanner:
+    """Runs the byte scanner over a UTF-16 page by transcoding through UTF-8.
+
+    UTF-16 pages are rare enough that correctness beats speed here; the
+    surrogatepass round trip keeps even unpaired surrogates intact.
+    """
+
+    def __init__(self, scanner: InsertionScanner, codec: str) -> None:
+        self._scanner = scanner
+        self._decode_in = codecs.getincrementaldecoder(codec)("surrogatepass")
+        self._decode_out = codecs.getincrementaldecoder("utf-8")("surrogatepass")
+        self._codec = codec
+
+    def feed(self, data: bytes) -> bytes:
+        text = self._decode_in.decode(data)
+        scanned = self._scanner.feed(text.encode("utf-8", "surrogatepass"))
+        return self._decode_out.decode(scanned).encode(self._codec, "surrogatepass")
+
+    def finish(self) -> bytes:
+        pending, _ = self._decode_in.getstate()
+        self._decode_in.reset()
+        # An odd last byte is no UTF-16 code unit; it goes out as it came, last.
+        odd = pending[-1:] if len(pending) % 2 else b""
+        text = self._decode_in.decode(pending[:len(pending) - len(odd)], final=True)
+        scanned = self._scanner.feed(text.encode("utf-8", "surrogatepass")) + self._scanner.finish()
+        return self._decode_out.decode(scanned, final=True).encode(self._codec, "surrogatepass") + odd
+
+
+def _accepts(accept_encoding: str | None, coding: str) -> bool:
+    if not accept_encoding:
+        return False
+    wildcard = False
+    for item in accept_encoding.split(","):
+        name, _, params = item.partition(";")
+        name = name.strip().lower()
+        if name == coding:
+            return _acceptable(params)  # the coding's own entry beats "*", wherever it stands
+        if name == "*":
+            wildcard = _acceptable(params)
+    return wildcard
+
+
+def _acceptable(params: str) -> bool:
+    q = params.strip().lower()
+    return not (q.startswith("q=") and _qvalue(q[2:]) == 0)
+
+
+def _qvalue(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 1.0
+
+
+def upstream_accept_encoding(client_accept_encoding: str | None) -> str:
+    """What to ask the upstream for on a navigation: only what we can decode.
+
+    Anything else (zstd, say) would reach us undecodable and the page would go
+    out without our script.
+    """
+    if not client_accept_encoding:
+        return "identity"
+    wanted = [c for c in ("gzip", "br", "deflate") if c in DECODABLE and _accepts(client_accept_encoding, c)]
+    return ", ".join(wanted) if wanted else "identity"
+

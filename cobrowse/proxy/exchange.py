@@ -1,0 +1,460 @@
+"""One request and its response, relayed between a visitor and an upstream.
+
+An exchange is driven by callbacks, not a coroutine: the visitor's parser
+hands it the request, the upstream connection hands it response bytes, and
+it writes to the visitor as they come. That keeps the per-request cost to a
+few Python calls, which is what lets one process approach nginx.
+
+Framing toward the visitor is decided from the upstream's: a known length
+passes through as Content-Length, anything we rewrite or do not know the
+length of goes chunked (or close-delimited for HTTP/1.0 clients).
+Backpressure runs both ways: a slow visitor pauses reading from the
+upstream, a slow upstream pauses reading the visitor's request body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import httptools
+
+from ..injector import RequestInfo
+from ..injector.codec import DecodeError
+from .errors import error_page
+from .headers import HOP_BY_HOP, ResponseHeaderMapper, connection_tokens
+from .upstream import Target, UpstreamProtocol
+
+if TYPE_CHECKING:
+    from .protocol import ClientProtocol
+
+log = logging.getLogger("cobrowse.proxy")
+
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+_PENDING_BODY_LIMIT = 256 * 1024  # request body buffered while connecting, before we pause the visitor
+
+# Framing of the response toward the visitor.
+_LENGTH, _CHUNKED, _UNTIL_CLOSE, _NONE = range(4)
+
+
+class Exchange:
+    __slots__ = (
+        "client", "proxy", "target", "method", "head", "request_info", "navigation", "public_origin", "public_host",
+        "upgrade", "request_chunked", "request_done", "pending_body", "pending_size", "conn", "parser",
+        "reused", "response_started", "status", "reason", "up_headers", "up_length", "up_chunked",
+        "framing", "plan", "out", "finished", "message_done", "tunnel", "last_activity",
+        "client_paused_us", "connect_task", "client_keep_alive", "interim", "retried", "up_keep_alive",
+    )
+
+    def __init__(self, client: "ClientProtocol", target: Target, method: bytes, head: bytes,
+                 request_info: RequestInfo | None, public_origin: str, public_host: str,
+                 upgrade: bool, request_chunked: bool, has_body: bool, client_keep_alive: bool) -> None:
+        self.client = client
+        self.proxy = client.proxy
+        self.target = target
+        self.method = method
+        self.head = head  # the request head for the upstream, ready to send
+        self.request_info = request_info  # set for navigations we may inject into
+        self.navigation = request_info is not None
+        self.public_origin = public_origin
+        self.public_host = public_host
+        self.upgrade = upgrade
+        self.request_chunked = request_chunked
+        self.request_done = not has_body
+        self.pending_body: list[bytes] = []
+        self.pending_size = 0
+        self.conn: UpstreamProtocol | None = None
+        self.parser = None
+        self.reused = False
+        self.response_started = False
+        self.status = 0
+        self.reason = b""
+        self.up_headers: list[tuple[bytes, bytes]] = []
+        self.up_length: int | None = None
+        self.up_chunked = False
+        self.framing = _NONE
+        self.plan = None
+        self.out: list[bytes] = []
+        self.finished = False
+        self.message_done = False
+        self.tunnel = False
+        self.last_activity = 0.0
+        self.client_paused_us = False
+        self.connect_task: asyncio.Task | None = None
+        self.client_keep_alive = client_keep_alive
+        self.interim = False
+        self.retried = False
+        self.up_keep_alive = False
+
+    # ----- starting -------------------------------------------------------
+
+    def start(self) -> None:
+        conn = self.proxy.pool.take_idle(self.target)
+        if conn is not None:
+            self._attach(conn, reused=True)
+        else:
+            self.connect_task = self.proxy.loop.create_task(self._connect())
+        self.last_activity = self.proxy.clock
+        self.proxy.active.add(self)
+
+    async def _connect(self) -> None:
+        try:
+            conn, new = await self.proxy.pool.acquire(self.target)
+        except (TimeoutError, asyncio.TimeoutError):
+            self._fail_before_response(504, f"connecting to the upstream timed out after {self.proxy.connect_timeout:g} s")
+            return
+        except OSError as exc:
+            log.warning("cannot connect to upstream %s: %s", self.target.key, exc)
+            self._fail_before_response(502, "the upstream refused the connection or could not be reached")
+            return
+        finally:
+            self.connect_task = None
+        if self.finished:  # the visitor left while we were connecting
+            self.proxy.pool.release(conn, reusable=True)
+            return
+        self._attach(conn, reused=not new)
+
+    def _attach(self, conn: UpstreamProtocol, reused: bool) -> None:
+        self.conn = conn
+        self.reused = reused
+        conn.exchange = self
+        self.parser = httptools.HttpResponseParser(self)
+        conn.transport.write(self.head)
+        if self.pending_body:
+            conn.transport.writelines(self.pending_body)
+            self.pending_body = []
+            if self.pending_size > _PENDING_BODY_LIMIT:
+                self.client.resume_reading("body")
+            self.pending_size = 0
+        if self.request_done and self.request_chunked:
+            conn.transport.write(b"0\r\n\r\n")
+        if self.tunnel_data_waiting():
+            conn.transport.write(self.client.take_early_tunnel_data())
+
+    def tunnel_data_waiting(self) -> bool:
+        return self.upgrade and self.client.has_early_tunnel_data()
+
+    # ----- request body from the visitor ----------------------------------
+
+    def request_body(self, data: bytes) -> None:
+        if self.request_chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self.conn is not None:
+            self.conn.transport.write(data)
+        else:
+            self.pending_body.append(data)
+            self.pending_size += len(data)
+            if self.pending_size > _PENDING_BODY_LIMIT and self.pending_size - len(data) <= _PENDING_BODY_LIMIT:
+                self.client.pause_reading("body")
+
+    def request_complete(self) -> None:
+        self.request_done = True
+        if self.request_chunked and self.conn is not None:
+            self.conn.transport.write(b"0\r\n\r\n")
+
+    # ----- response from the upstream --------------------------------------
+
+    def upstream_data(self, data: bytes) -> None:
+        self.last_activity = self.proxy.clock
+        if self.tunnel:
+            self.client.transport.write(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._flush()
+            self._begin_tunnel(data[upgrade.args[0]:])
+            return
+        except httptools.HttpParserCallbackError as exc:
+            self._fail_during_response(f"could not relay the response: {exc.__context__!r}")
+            return
+        except httptools.HttpParserError as exc:
+            self._fail_during_response(f"the upstream sent a malformed response: {exc}")
+            return
+        self._flush()
+        if self.message_done:
+            self._complete()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.up_headers = []
+        self.up_length = None
+        self.up_chunked = False
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.up_headers.append((name, value))
+        lname = name.lower()
+        if lname == b"content-length":
+            self.up_length = int(value) if value.strip().isdigit() else None
+        elif lname == b"transfer-encoding":
+            self.up_chunked = b"chunked" in value.lower()
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # Interim responses (100 Continue, 103 Early Hints) go on to the visitor as they are.
+            self.interim = True
+            if self.client.http11:
+                self.out.append(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, _join(self._mapped_headers())))
+            return
+        self.interim = False
+        self.status = status
+        self.response_started = True
+        # Read now: llhttp forgets the connection's keep-alive state once the message completes.
+        self.up_keep_alive = self.parser.should_keep_alive()
+        headers = self._mapped_headers()
+        no_body = self.method == b"HEAD" or status in (204, 304) or status == 101
+        if self.navigation and not no_body:
+            headers = self._plan_injection(status, headers)
+        if status == 101:
+            framing = _NONE
+        elif no_body:
+            framing = _NONE
+            if self.up_length is not None and self.plan is None:
+                headers.append((b"Content-Length", b"%d" % self.up_length))
+        elif self.plan is None and self.up_length is not None:
+            framing = _LENGTH
+            headers.append((b"Content-Length", b"%d" % self.up_length))
+        elif self.client.http11:
+            framing = _CHUNKED
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        else:
+            framing = _UNTIL_CLOSE
+            self.client_keep_alive = False
+        self.framing = framing
+        if status == 101:
+            headers.append((b"Connection", b"Upgrade"))
+            for name, value in self.up_headers:
+                if name.lower() == b"upgrade":
+                    headers.append((name, value))
+        elif not self.client_keep_alive or (self.upgrade and status != 101):
+            self.client_keep_alive = False
+            headers.append((b"Connection", b"close"))
+        elif not self.client.http11:
+            headers.append((b"Connection", b"keep-alive"))
+        self.out.append(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, _join(headers)))
+        if self.method == b"HEAD":
+            # The parser cannot be told this answers a HEAD, so it would wait for
+            # a body that never comes: the message ends here, and the
+            # connection is not reused.
+            self.conn.reusable = False
+            self.message_done = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.message_done:
+            return
+        plan = self.plan
+        if plan is not None:
+            try:
+                for piece in plan.body.feed(body):
+                    self._out_body(piece)
+            except DecodeError as exc:
+                raise _RelayError(str(exc)) from None
+        else:
+            self._out_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        if self.message_done:
+            return
+        if self.plan is not None:
+            try:
+                for piece in self.plan.body.finish():
+                    self._out_body(piece)
+            except DecodeError as exc:
+                raise _RelayError(str(exc)) from None
+        if self.framing == _CHUNKED:
+            self.out.append(b"0\r\n\r\n")
+        self.message_done = True
+
+    def _out_body(self, data: bytes) -> None:
+        if self.framing == _CHUNKED:
+            self.out.append(b"%x\r\n" % len(data))
+            self.out.append(data)
+            self.out.append(b"\r\n")
+        else:
+            self.out.append(data)
+
+    def _mapped_headers(self) -> list[tuple[bytes, bytes]]:
+        if self.target.internal:
+            named = connection_tokens(self.up_headers)
+            return [(n, v) for n, v in self.up_headers
+                    if n.lower() not in HOP_BY_HOP and n.lower() not in named and n.lower() != b"content-length"]
+        mapper = ResponseHeaderMapper(self.target.upstream, self.public_origin, self.public_host)
+        return mapper.map(self.up_headers)
+
+    def _plan_injection(self, status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        # Cheap check on bytes first: most navigations answered with HTML are
+        # worth decoding the headers for, the rest are not.
+        for name, value in headers:
+            if name.lower() == b"content-type":
+                media = value.split(b";", 1)[0].strip().lower()
+                if media not in (b"text/html", b"application/xhtml+xml"):
+                    return headers
+                break
+        else:
+            return headers
+        str_headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
+        plan = self.proxy.injector.plan_page(self.request_info, status, str_headers, self.public_origin,
+                                             nonce=self.proxy.nonces())
+        if plan is None:
+            return headers
+        self.plan = plan
+        return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in plan.headers]
+
+    def _flush(self) -> None:
+        out = self.out
+        if out:
+            self.client.transport.writelines(out) if len(out) > 1 else self.client.transport.write(out[0])
+            self.out = []
+
+    def _complete(self) -> None:
+        """The whole response went out: return the connection, let the visitor go on."""
+        if self.finished:
+            return
+        self.finished = True
+        self._deactivate()
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            if self.client_paused_us:
+                conn.transport.resume_reading()
+            reusable = self.request_done and not self.upgrade and self.up_keep_alive
+            self.proxy.pool.release(conn, reusable)
+        self.client.exchange_finished(self, keep_alive=self.client_keep_alive)
+
+    # ----- websockets and other upgrades ----------------------------------
+
+    def _begin_tunnel(self, upstream_rest: bytes) -> None:
+        if self.status != 101:
+            self._fail_during_response("the upstream switched protocols without being asked")
+            return
+        self.tunnel = True
+        self._deactivate()  # a tunnel may be quiet for as long as it likes
+        if upstream_rest:
+            self.client.transport.write(upstream_rest)
+        self.client.begin_tunnel(self)
+
+    def tunnel_to_upstream(self, data: bytes) -> None:
+        if self.conn is not None:
+            self.conn.transport.write(data)
+
+    # ----- flow control ----------------------------------------------------
+
+    def client_pause_writing(self) -> None:
+        if self.conn is not None and not self.client_paused_us:
+            self.client_paused_us = True
+            self.conn.transport.pause_reading()
+
+    def client_resume_writing(self) -> None:
+        if self.conn is not None and self.client_paused_us:
+            self.client_paused_us = False
+            self.last_activity = self.proxy.clock
+            self.conn.transport.resume_reading()
+
+    def upstream_pause_writing(self) -> None:
+        self.client.pause_reading("upstream")
+
+    def upstream_resume_writing(self) -> None:
+        self.client.resume_reading("upstream")
+
+    # ----- timeouts and faults ---------------------------------------------
+
+    def check_timeout(self, now: float) -> None:
+        """Called by the proxy's sweep about once a second."""
+        if self.finished or self.tunnel or self.client_paused_us:
+            return  # a slow visitor is not the upstream's fault
+        if now - self.last_activity < self.proxy.read_timeout:
+            return
+        if self.response_started:
+            self._fail_during_response(f"the upstream stalled for {self.proxy.read_timeout:g} s mid-response")
+        else:
+            self._fail_before_response(504, f"the upstream did not answer within {self.proxy.read_timeout:g} s")
+
+    def upstream_lost(self, exc: BaseException | None) -> None:
+        if self.finished:
+            return
+        if self.tunnel:
+            self.finished = True
+            self.conn = None
+            self.client.end_tunnel()
+            return
+        if self.response_started and self.framing == _UNTIL_CLOSE or (
+                self.response_started and self.framing == _LENGTH and self.up_length is None):
+            # A body delimited by the upstream closing: this close is its end.
+            self.conn = None
+            self.on_message_complete()
+            self._flush()
+            self._complete()
+            return
+        self.conn = None
+        if not self.response_started and self.reused and not self.retried and self.method in _IDEMPOTENT \
+                and self.request_done and self.pending_size == 0:
+            # A pooled connection the upstream had just closed: try once more on a fresh one.
+            self.retried = True
+            self.connect_task = self.proxy.loop.create_task(self._connect())
+            return
+        if self.response_started:
+            self._fail_during_response(f"the upstream closed the connection mid-response ({exc!r})")
+        else:
+            self._fail_before_response(502, "the upstream closed the connection without answering")
+
+    def _fail_before_response(self, status: int, detail: str) -> None:
+        if self.finished:
+            return
+        log.warning("%s %s -> %d: %s", self.method.decode("latin-1"), self.target.key, status, detail)
+        self.finished = True
+        self._deactivate()
+        self._drop_conn()
+        keep_alive = self.client_keep_alive and self.request_done
+        self.client.transport.write(error_page(status, detail, html=self.navigation, keep_alive=keep_alive))
+        self.client.exchange_finished(self, keep_alive=keep_alive)
+
+    def _fail_during_response(self, detail: str) -> None:
+        if self.finished:
+            return
+        log.warning("%s %s broke off mid-response: %s", self.method.decode("latin-1"), self.target.key, detail)
+        self.finished = True
+        self._deactivate()
+        self._drop_conn()
+        if not self.response_started:
+            self.client.transport.write(error_page(502, detail, html=self.navigation, keep_alive=False))
+            self.client.exchange_finished(self, keep_alive=False)
+            return
+        # The head is out: cutting the connection is the only honest signal left.
+        self.out = []
+        self.client.abort()
+
+    def client_lost(self) -> None:
+        """The visitor went away; stop working for them."""
+        if self.finished:
+            return
+        self.finished = True
+        self._deactivate()
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+        self._drop_conn()
+
+    def _drop_conn(self) -> None:
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.exchange = None
+            self.proxy.pool.release(conn, reusable=False)
+
+    def _deactivate(self) -> None:
+        self.proxy.active.discard(self)
+
+
+class _RelayError(Exception):
+    """Raised inside parser callbacks; surfaces as HttpParserCallbackError."""
+
+
+def _join(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(b"%b: %b\r\n" % pair for pair in headers)

@@ -1,0 +1,146 @@
+"""Request and response header rules of the reverse proxy (pure functions).
+
+Hop-by-hop headers describe one connection and never cross the proxy; the
+X-Forwarded-* headers tell the upstream who really asked; Location, Refresh
+and Set-Cookie name the upstream's host, which the visitor never sees, so
+they are mapped back to the public origin.
+
+Headers are ``(name, value)`` byte pairs as the parser delivers them: most
+pass through without ever being decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+ByteHeaders = list[tuple[bytes, bytes]]
+
+# RFC 9110 section 7.6.1, plus the legacy ones proxies still see.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection",
+    b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+
+# Our own cookies (console sessions) are scoped to the reserved prefix and so
+# never sent with site requests; cookies with this name prefix are stripped all the same.
+OWN_COOKIE_PREFIX = "__cobrowse"
+_OWN_COOKIE_PREFIX_BYTES = OWN_COOKIE_PREFIX.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A parsed upstream base URL: ``scheme://host[:port][/base]``."""
+
+    url: str
+    scheme: str
+    host: str  # hostname only
+    port: int
+    netloc: str  # host[:port] as it goes into the Host header
+    origin: str  # scheme://netloc
+    base_path: str  # "" or "/base" (no trailing slash)
+
+    @classmethod
+    def parse(cls, url: str) -> "Upstream":
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(url, parts.scheme, parts.hostname or "", port, parts.netloc, f"{parts.scheme}://{parts.netloc}",
+                   parts.path.rstrip("/"))
+
+
+def connection_tokens(headers: ByteHeaders) -> frozenset[bytes]:
+    """Header names a Connection header declares hop-by-hop."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(tokens)
+
+
+def strip_own_cookies(cookie_header: bytes) -> bytes:
+    kept = [c for c in cookie_header.split(b";") if not c.strip().startswith(_OWN_COOKIE_PREFIX_BYTES)]
+    return b";".join(kept).strip()
+
+
+class ResponseHeaderMapper:
+    """Maps an upstream's absolute URLs and cookies to what the visitor should see."""
+
+    __slots__ = ("upstream", "public_origin", "public_host", "public_is_https")
+
+    def __init__(self, upstream: Upstream, public_origin: str, public_host: str) -> None:
+        self.upstream = upstream
+        self.public_origin = public_origin
+        self.public_host = public_host if public_host.startswith("[") else public_host.rsplit(":", 1)[0]
+        self.public_is_https = public_origin.startswith("https://")
+
+    def map_url(self, url: str) -> str:
+        """An absolute URL on the upstream becomes the same URL on the public origin."""
+        up = self.upstream
+        if not url.startswith(up.origin):
+            if url.startswith("//" + up.netloc):
+                url = up.scheme + ":" + url
+            elif url.startswith("/") and not url.startswith("//") and up.base_path:
+                return self._strip_base(url)
+            else:
+                return url
+        rest = url[len(up.origin):]
+        if rest and rest[0] not in "/?#":
+            return url  # a longer host name that merely starts the same
+        return self.public_origin + self._strip_base(rest or "/")
+
+    def _strip_base(self, path: str) -> str:
+        base = self.upstream.base_path
+        if base and (path == base or path.startswith(base + "/") or path.startswith(base + "?")):
+            return path[len(base):] or "/"
+        return path
+
+    def map_refresh(self, value: str) -> str:
+        delay, sep, target = value.partition(";")
+        if not sep:
+            return value
+        key, eq, url = target.strip().partition("=")
+        if not eq or key.strip().lower() != "url":
+            return value
+        url = url.strip()
+        quote = url[:1] if url[:1] in ("'", '"') else ""
+        if quote:
+            url = url.strip(quote)
+        return f"{delay}; url={quote}{self.map_url(url)}{quote}"
+
+    def map_set_cookie(self, value: str) -> str:
+        """Domain, Path and Secure of an upstream cookie, as the visitor's browser needs them."""
+        parts = value.split(";")
+        kept = [parts[0]]
+        for attr in parts[1:]:
+            key, _, val = attr.strip().partition("=")
+            lkey = key.lower()
+            if lkey == "domain":
+                domain = val.strip().lstrip(".").lower()
+                up = self.upstream.host.lower()
+                if domain and (up == domain or up.endswith("." + domain)) and domain != self.public_host.lower():
+                    continue  # host-only on the public host: the upstream's domain means nothing there
+            elif lkey == "path" and self.upstream.base_path:
+                attr = " Path=" + self._strip_base(val.strip())
+            elif lkey == "secure" and not self.public_is_https:
+                continue  # the visitor talks plain HTTP to us: a Secure cookie would never come back
+            elif lkey == "samesite" and val.strip().lower() == "none" and not self.public_is_https:
+                attr = " SameSite=Lax"  # None requires Secure, which this scheme cannot have
+            kept.append(attr)
+        return ";".join(kept)
+
+    def map(self, headers: ByteHeaders) -> ByteHeaders:
+        """Response headers for the visitor: hop-by-hop ones dropped, URLs and cookies mapped."""
+        named = connection_tokens(headers)
+        out: ByteHeaders = []
+        for name, value in headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP or lname in named or lname == b"content-length":
+                continue  # framing is decided anew for the visitor's connection
+            if lname == b"location" or lname == b"content-location":
+                value = self.map_url(value.decode("latin-1")).encode("latin-1")
+            elif lname == b"set-cookie":
+                value = self.map_set_cookie(value.decode("latin-1")).encode("latin-1")
+            elif lname == b"refresh":
+                value = self.map_refresh(value.decode("latin-1")).encode("latin-1")
+            out.append((name, value))
+        return out

@@ -1,0 +1,448 @@
+"""The visitor-facing side of the proxy: one protocol object per connection.
+
+llhttp (through httptools) parses requests; each parsed request head becomes
+an :class:`~cobrowse.proxy.exchange.Exchange`, answered strictly in order
+(pipelined requests wait their turn). Requests under the reserved prefix go
+to our own aiohttp app over an internal socket, everything else to the
+site's upstream, and a request that asks to switch protocols (a websocket)
+becomes a byte tunnel once the other side agrees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+
+import httptools
+
+from ..config import Config, Site
+from ..injector import Injector, RequestInfo, is_navigation, upstream_accept_encoding
+from .errors import error_page
+from .exchange import Exchange
+from .nonces import NonceSource
+from .headers import HOP_BY_HOP, Upstream, connection_tokens, strip_own_cookies
+from .upstream import Target, UpstreamPool
+
+log = logging.getLogger("cobrowse.proxy")
+
+KEEPALIVE_TIMEOUT = 75.0  # idle seconds before an idle visitor connection (or a slow request head) is closed
+MAX_HEADERS = 200
+_EARLY_TUNNEL_LIMIT = 64 * 1024
+
+
+class Proxy:
+    """What every connection shares: configuration, the injector and the upstream pool."""
+
+    def __init__(self, config: Config, injector: Injector, internal_socket: str) -> None:
+        self.config = config
+        self.injector = injector
+        self.loop = asyncio.get_running_loop()
+        options = config.proxy
+        self.read_timeout = options.read_timeout
+        self.connect_timeout = options.connect_timeout
+        self.max_header_size = options.max_header_size
+        self.max_body_size = options.max_body_size
+        self.inject = options.inject
+        self.websockets = options.websocket
+        self.trust_forwarded = config.server.trust_forwarded
+        self.prefix = config.server.prefix.encode()
+        self.prefix_bare = self.prefix.rstrip(b"/")
+        self.pool = UpstreamPool(options.pool_size, options.connect_timeout)
+        self.nonces = NonceSource()
+        # Timeouts are checked by one sweep a second instead of a timer per
+        # request: cheaper on the hot path, and a second of slack is fine.
+        self.clock = self.loop.time()
+        self.active: set = set()  # exchanges waiting on an upstream
+        self.connections: set[ClientProtocol] = set()
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
+        self.internal = Target(key="internal", host="", port=0, tls=False, unix_path=internal_socket, internal=True)
+        self._targets: dict[Site, Target] = {}
+        for site in config.sites:
+            up = Upstream.parse(site.upstream)
+            self._targets[site] = Target(key=up.origin, host=up.host, port=up.port, tls=up.scheme == "https",
+                                         host_header=up.netloc.encode(), base_path=up.base_path.encode(),
+                                         upstream=up)
+
+    def target_for(self, path: bytes, host: str) -> Target | None:
+        if path.startswith(self.prefix) or path == self.prefix_bare or path.startswith(self.prefix_bare + b"?"):
+            return self.internal
+        site = self.config.site_for_host(host)
+        return self._targets[site] if site is not None else None
+
+    def __call__(self) -> "ClientProtocol":
+        return ClientProtocol(self)
+
+    def _sweep(self) -> None:
+        now = self.clock = self.loop.time()
+        for exchange in list(self.active):
+            exchange.check_timeout(now)
+        for connection in list(self.connections):
+            connection.check_idle(now)
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
+
+    def close(self) -> None:
+        self._sweeper.cancel()
+        self.pool.close()
+        for connection in list(self.connections):
+            connection.transport.close()
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class ClientProtocol(asyncio.Protocol):
+    __slots__ = ("proxy", "transport", "parser", "queue", "current", "url_parts", "headers", "head_size",
+                 "paused", "http11", "tunnel_exchange", "early", "peer", "idle_since", "closed")
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: collections.deque = collections.deque()
+        self.current = None  # the exchange whose request body is arriving
+        self.url_parts: list[bytes] = []
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_size = 0
+        self.paused: set[str] = set()
+        self.http11 = True
+        self.tunnel_exchange: Exchange | None = None
+        self.early: bytearray | None = None
+        self.peer = ""
+        self.idle_since: float | None = proxy.clock  # None while a request is in progress
+        self.closed = False
+
+    # ----- asyncio.Protocol -------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else "unix"
+        self.proxy.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel_exchange is not None:
+            self.tunnel_exchange.tunnel_to_upstream(data)
+            return
+        if self.early is not None:  # after an upgrade request, before the upstream's answer
+            self.early += data
+            if len(self.early) > _EARLY_TUNNEL_LIMIT:
+                self.pause_reading("early")
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.early = bytearray(data[upgrade.args[0]:])
+        except httptools.HttpParserCallbackError as exc:
+            reason = exc.__context__
+            if isinstance(reason, _Reject):
+                self._reject(reason.status, reason.detail)
+            else:
+                log.exception("error while handling a request from %s", self.peer, exc_info=reason)
+                self._reject(400, "the request could not be handled")
+        except httptools.HttpParserError as exc:
+            self._reject(400, f"malformed request: {exc}")
+
+    def eof_received(self):
+        return False if not self.queue else True  # half-closed clients still get their answer
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self.proxy.connections.discard(self)
+        for exchange in self.queue:
+            exchange.client_lost()
+        self.queue.clear()
+        if self.tunnel_exchange is not None:
+            tunnel, self.tunnel_exchange = self.tunnel_exchange, None
+            tunnel.client_lost()
+
+    def pause_writing(self) -> None:
+        if self.tunnel_exchange is not None:
+            self.tunnel_exchange.client_pause_writing()
+        elif self.queue:
+            self.queue[0].client_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.tunnel_exchange is not None:
+            self.tunnel_exchange.client_resume_writing()
+        elif self.queue:
+            self.queue[0].client_resume_writing()
+
+    # ----- httptools callbacks ----------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url_parts = []
+        self.headers = []
+        self.head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url_parts.append(url)
+        self.head_size += len(url)
+        if self.head_size > self.proxy.max_header_size:
+            raise _Reject(414, "the request target is too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.proxy.max_header_size or len(self.headers) > MAX_HEADERS:
+            raise _Reject(431, "the request headers are too large")
+
+    def on_headers_complete(self) -> None:
+        self.idle_since = None
+        self.http11 = self.parser.get_http_version() != "1.0"
+        exchange = self._exchange_for_request()
+        self.current = exchange
+        self.queue.append(exchange)
+        if len(self.queue) == 1:
+            exchange.start()
+
+    def on_body(self, body: bytes) -> None:
+        current = self.current
+        if current is not None and not current.finished:
+            current.request_body(body)
+
+    def on_message_complete(self) -> None:
+        current, self.current = self.current, None
+        if current is not None and not current.finished:
+            current.request_complete()
+            # One exchange at a time: later pipelined requests wait in the socket.
+            self.pause_reading("exchange")
+
+    # ----- building the exchange ----------------------------------------------
+
+    def _exchange_for_request(self):
+        proxy = self.proxy
+        parser = self.parser
+        method = parser.get_method()
+        url = b"".join(self.url_parts) if len(self.url_parts) != 1 else self.url_parts[0]
+        keep_alive = parser.should_keep_alive()
+
+        host = b""
+        content_length = None
+        chunked = upgrade_value = None
+        forwarded_proto = forwarded_host = None
+        sec_fetch_dest = accept = accept_encoding = requested_with = None
+        for name, value in self.headers:
+            lname = name.lower()
+            if lname == b"host":
+                host = value
+            elif lname == b"content-length":
+                content_length = value
+            elif lname == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif lname == b"upgrade":
+                upgrade_value = value
+            elif lname == b"sec-fetch-dest":
+                sec_fetch_dest = value
+            elif lname == b"accept":
+                accept = value
+            elif lname == b"accept-encoding":
+                accept_encoding = value
+            elif lname == b"x-requested-with":
+                requested_with = value
+            elif lname == b"x-forwarded-proto":
+                forwarded_proto = value
+            elif lname == b"x-forwarded-host":
+                forwarded_host = value
+
+        if url[:1] != b"/":
+            if url.startswith((b"http://", b"https://")):  # absolute-form
+                parsed = httptools.parse_url(url)
+                host = parsed.host + (b":%d" % parsed.port if parsed.port else b"")
+                url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
+            elif method == b"OPTIONS" and url == b"*":
+                url = b"*"
+            else:
+                return _FixedResponse(self, error_page(400, "unsupported request target", html=False))
+
+        host_str = host.decode("latin-1")
+        target = proxy.target_for(url, host_str)
+        is_upgrade = upgrade_value is not None and parser.should_upgrade()
+        has_body = bool(chunked) or (content_length is not None and content_length.strip() not in (b"0", b""))
+        accepts_html = accept is not None and b"text/html" in accept
+        if target is None:
+            return _FixedResponse(self, error_page(421, f"no site is configured for host {host_str!r}",
+                                                   html=accepts_html, keep_alive=keep_alive and not has_body),
+                                  keep_alive=keep_alive and not has_body)
+        if proxy.max_body_size and content_length is not None and content_length.strip().isdigit() \
+                and int(content_length) > proxy.max_body_size:
+            return _FixedResponse(self, error_page(413, "request body too large", html=accepts_html))
+        if is_upgrade and not target.internal and not proxy.websockets:
+            return _FixedResponse(self, error_page(400, "websocket proxying is disabled", html=False))
+
+        if proxy.trust_forwarded:
+            scheme = (forwarded_proto or b"").split(b",")[0].strip().decode("latin-1").lower()
+            scheme = scheme if scheme in ("http", "https") else "http"
+            public_host = (forwarded_host or b"").split(b",")[0].strip().decode("latin-1") or host_str
+        else:
+            scheme, public_host = "http", host_str
+        public_origin = f"{scheme}://{public_host}"
+
+        request_info = None
+        navigate = False
+        if not target.internal and proxy.inject:
+            info = RequestInfo(method.decode("latin-1"), _str(sec_fetch_dest), _str(accept),
+                               _str(accept_encoding), _str(requested_with))
+            if is_navigation(info):
+                request_info = info
+                navigate = True
+
+        head = self._upstream_head(target, method, url, host, scheme, public_host, bool(chunked),
+                                   upgrade_value if is_upgrade else None,
+                                   upstream_accept_encoding(_str(accept_encoding)) if navigate else None)
+        return Exchange(self, target, method, head, request_info, public_origin, public_host,
+                        upgrade=is_upgrade, request_chunked=bool(chunked), has_body=has_body,
+                        client_keep_alive=keep_alive)
+
+    def _upstream_head(self, target: Target, method: bytes, url: bytes, host: bytes, scheme: str,
+                       public_host: str, chunked: bool, upgrade: bytes | None,
+                       accept_encoding: str | None) -> bytes:
+        proxy = self.proxy
+        internal = target.internal
+        named = connection_tokens(self.headers)
+        lines = [b"%b %b%b HTTP/1.1\r\nHost: %b\r\n" % (method, target.base_path, url,
+                                                          host if internal else target.host_header)]
+        prior_forwarded_for = None
+        for name, value in self.headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP or lname in named or lname == b"host":
+                continue
+            if lname == b"x-forwarded-for":
+                prior_forwarded_for = value
+                continue
+            if lname in (b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"):
+                if proxy.trust_forwarded and not internal:
+                    lines.append(b"%b: %b\r\n" % (name, value))
+                continue
+            if accept_encoding is not None and lname == b"accept-encoding":
+                continue
+            if lname == b"cookie" and not internal and b"__cobrowse" in value:
+                value = strip_own_cookies(value)
+                if not value:
+                    continue
+            lines.append(b"%b: %b\r\n" % (name, value))
+        if accept_encoding is not None:
+            lines.append(b"Accept-Encoding: %b\r\n" % accept_encoding.encode())
+        if chunked:
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        peer = self.peer.encode()
+        if prior_forwarded_for and proxy.trust_forwarded:
+            lines.append(b"X-Forwarded-For: %b, %b\r\n" % (prior_forwarded_for, peer))
+        else:
+            lines.append(b"X-Forwarded-For: %b\r\n" % peer)
+        if internal or not proxy.trust_forwarded:
+            lines.append(b"X-Forwarded-Proto: %b\r\nX-Forwarded-Host: %b\r\n"
+                         % (scheme.encode(), public_host.encode("latin-1")))
+        if upgrade is not None:
+            lines.append(b"Connection: Upgrade\r\nUpgrade: %b\r\n" % upgrade)
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    # ----- called by exchanges -------------------------------------------------
+
+    def exchange_finished(self, exchange, keep_alive: bool) -> None:
+        if self.queue and self.queue[0] is exchange:
+            self.queue.popleft()
+        if self.closed:
+            return
+        if not keep_alive:
+            self.transport.close()  # after what was written has gone out
+            return
+        if self.queue:
+            self.queue[0].start()
+        else:
+            self.idle_since = self.proxy.clock
+        self.resume_reading("exchange")
+
+    def begin_tunnel(self, exchange: Exchange) -> None:
+        self.tunnel_exchange = exchange
+        if self.queue and self.queue[0] is exchange:
+            self.queue.popleft()
+        self.paused.clear()
+        self.transport.resume_reading()
+
+    def has_early_tunnel_data(self) -> bool:
+        return bool(self.early)
+
+    def take_early_tunnel_data(self) -> bytes:
+        data = bytes(self.early or b"")
+        self.early = bytearray() if self.early is not None else None
+        self.resume_reading("early")
+        return data
+
+    def end_tunnel(self) -> None:
+        self.tunnel_exchange = None
+        if not self.closed:
+            self.transport.close()
+
+    def pause_reading(self, reason: str) -> None:
+        if not self.paused and not self.closed:
+            self.transport.pause_reading()
+        self.paused.add(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        if reason in self.paused:
+            self.paused.discard(reason)
+            if not self.paused and not self.closed:
+                self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.transport.abort()
+
+    # ----- faults ----------------------------------------------------------------
+
+    def _reject(self, status: int, detail: str) -> None:
+        log.info("rejected a request from %s with %d: %s", self.peer, status, detail)
+        if self.queue:
+            # Answer in order: whatever is in flight finishes first, then the rejection, then close.
+            self.queue.append(_FixedResponse(self, error_page(status, detail, html=False)))
+            self.pause_reading("rejected")
+            return
+        self.transport.write(error_page(status, detail, html=False))
+        self.transport.close()
+
+    def check_idle(self, now: float) -> None:
+        """Close a connection idle between requests (or stuck in a request head) for too long."""
+        if self.idle_since is not None and now - self.idle_since > KEEPALIVE_TIMEOUT and not self.closed:
+            self.transport.close()
+
+
+class _FixedResponse:
+    """A response we make ourselves (errors), queued like an exchange."""
+
+    __slots__ = ("client", "payload", "keep_alive", "finished")
+
+    def __init__(self, client: ClientProtocol, payload: bytes, keep_alive: bool = False) -> None:
+        self.client = client
+        self.payload = payload
+        self.keep_alive = keep_alive
+        self.finished = False
+
+    def start(self) -> None:
+        self.finished = True
+        self.client.transport.write(self.payload)
+        self.client.exchange_finished(self, keep_alive=self.keep_alive)
+
+    def request_body(self, data: bytes) -> None:
+        pass
+
+    def request_complete(self) -> None:
+        pass
+
+    def client_lost(self) -> None:
+        self.finished = True
+
+    def client_pause_writing(self) -> None:
+        pass
+
+    def client_resume_writing(self) -> None:
+        pass
+
+
+def _str(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None

@@ -1,0 +1,115 @@
+"""Runs the service: the proxy listener, our app on an internal socket, and for
+`cobrowse demo` the demo shop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+
+from aiohttp import web
+
+from .app import build_app
+from .config import Config, parse_listen
+from .injector import Injector, InjectorSettings
+from .proxy import Proxy
+
+log = logging.getLogger("cobrowse")
+
+
+def public_url(listen: str) -> str:
+    host, port = parse_listen(listen)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+class Service:
+    """The running parts, startable and stoppable as a whole (tests use this directly)."""
+
+    def __init__(self, config: Config, *, demo_shop_listen: str | None = None) -> None:
+        self.config = config
+        self.demo_shop_listen = demo_shop_listen
+        self._runners: list[web.AppRunner] = []
+        self._proxy: Proxy | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._socket_dir: str | None = None
+        self.port: int | None = None  # the proxy's bound port (useful with port 0)
+        self.shop_port: int | None = None
+
+    async def start(self) -> None:
+        config = self.config
+        access_log = log if config.server.log_level == "debug" else None
+        try:
+            if self.demo_shop_listen:
+                from .demo import create_shop_app
+
+                runner = web.AppRunner(create_shop_app(), access_log=access_log)
+                self._runners.append(runner)
+                await runner.setup()
+                host, port = parse_listen(self.demo_shop_listen)
+                site = web.TCPSite(runner, host, port, reuse_address=True)
+                await site.start()
+                self.shop_port = site._server.sockets[0].getsockname()[1]
+
+            # Our app listens on a unix socket in a private directory: only the proxy reaches it.
+            self._socket_dir = tempfile.mkdtemp(prefix="cobrowse-")
+            internal_socket = os.path.join(self._socket_dir, "app.sock")
+            runner = web.AppRunner(build_app(config), access_log=access_log, handler_cancellation=True)
+            self._runners.append(runner)
+            await runner.setup()
+            await web.UnixSite(runner, internal_socket).start()
+
+            injector = Injector(InjectorSettings(prefix=config.server.prefix, recompress=config.proxy.recompress))
+            self._proxy = Proxy(config, injector, internal_socket)
+            host, port = parse_listen(config.server.listen)
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_server(self._proxy, host or None, port, reuse_address=True,
+                                                    backlog=1024)
+            self.port = self._server.sockets[0].getsockname()[1]
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._proxy is not None:
+            self._proxy.close()
+            self._proxy = None
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
+
+
+async def run(config: Config, *, demo_shop_listen: str | None = None) -> None:
+    """Serve until cancelled."""
+    service = Service(config, demo_shop_listen=demo_shop_listen)
+    await service.start()
+    try:
+        host, _ = parse_listen(config.server.listen)
+        base = public_url(f"{host or '127.0.0.1'}:{service.port}")
+        if demo_shop_listen:
+            shop_host, _ = parse_listen(demo_shop_listen)
+            print(f"Demo shop through cobrowse:  {base}/", file=sys.stderr)
+            print(f"Demo shop directly:          {public_url(f'{shop_host}:{service.shop_port}')}/",
+                  file=sys.stderr)
+        else:
+            for site in config.sites:
+                print(f"Proxying {site.host} -> {site.upstream}", file=sys.stderr)
+            print(f"Listening on {base}/", file=sys.stderr)
+        print(f"Health check:                {base}{config.server.prefix}health", file=sys.stderr)
+        sys.stderr.flush()
+        await asyncio.Event().wait()
+    finally:
+        await service.stop()

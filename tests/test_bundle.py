@@ -1,0 +1,223 @@
+"""The browser bundle: built by static/build.mjs into cobrowse/static_dist/.
+
+The session fixture runs the real build once (npm ci first if static/node_modules
+is missing); without node it checks the bundle that is already there, and skips
+only if there is none. The last test loads the loader in Chromium under a strict
+CSP (marked e2e; skipped when Chromium or Playwright is missing).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STATIC = ROOT / "static"
+DIST = ROOT / "cobrowse" / "static_dist"
+LOADER_BUDGET_GZIP = 6 * 1024
+
+# Sinks that parse HTML, turn strings into code or set inline styles: blocked by
+# strict CSPs and Trusted Types, so none of our own browser code may use them.
+FORBIDDEN = {
+    "innerHTML": r"\binnerHTML\b",
+    "outerHTML": r"\bouterHTML\b",
+    "insertAdjacentHTML": r"\binsertAdjacentHTML\b",
+    "document.write": r"\bdocument\s*\.\s*write",
+    "eval(": r"\beval\s*\(",
+    "new Function": r"\bnew\s+Function\b",
+    "setAttribute('style')": r"setAttribute\s*\(\s*['\"`]style['\"`]",
+    "srcdoc": r"\bsrcdoc\b",
+    "javascript: URL": r"javascript:",
+    "data: URL": r"['\"`]data:",
+}
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+    if proc.returncode:
+        pytest.fail(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+
+
+@pytest.fixture(scope="session")
+def bundle() -> Path:
+    node = shutil.which("node")
+    if node is None:
+        if not (DIST / "manifest.json").is_file():
+            pytest.skip("cobrowse/static_dist is missing and node is not installed: install Node.js and npm, then `make bundle`")
+        return DIST
+    if not (STATIC / "node_modules" / ".package-lock.json").is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.fail("static/node_modules is missing and npm is not installed")
+        _run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], STATIC)
+    _run([node, str(STATIC / "build.mjs")], ROOT)
+    return DIST
+
+
+@pytest.fixture(scope="session")
+def manifest(bundle: Path) -> dict:
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def test_manifest_lists_every_output_with_its_sizes(bundle: Path, manifest: dict) -> None:
+    assert manifest["mode"] == "production"
+    files = manifest["files"]
+    assert {"loader.js", "widget.js"} <= set(files)
+    for name, info in files.items():
+        data = (bundle / name).read_bytes()
+        assert info["size"] == len(data), name
+        # zlib versions differ slightly in what they output; allow a few bytes.
+        assert abs(info["gzip"] - len(gzip.compress(data, 9))) <= 16, name
+        assert re.fullmatch(r"[0-9a-f]{12}", info["hash"]), name
+
+
+def test_loader_is_within_its_gzip_budget(bundle: Path, manifest: dict) -> None:
+    info = manifest["files"]["loader.js"]
+    own = len(gzip.compress((bundle / "loader.js").read_bytes(), 9))
+    assert info["budget_gzip"] == LOADER_BUDGET_GZIP
+    assert info["gzip"] <= LOADER_BUDGET_GZIP
+    assert own <= LOADER_BUDGET_GZIP, f"loader.js is {own} B gzip, budget {LOADER_BUDGET_GZIP} B"
+
+
+def test_loader_asks_for_the_widget_it_was_built_with(bundle: Path, manifest: dict) -> None:
+    loader = (bundle / "loader.js").read_text()
+    assert manifest["files"]["widget.js"]["hash"] in loader
+    assert "__COBROWSE_HASH_" not in loader
+    assert "__cobrowseWidget" in (bundle / "widget.js").read_text()
+
+
+def _own_sources() -> list[Path]:
+    return sorted(p for p in (STATIC / "src").rglob("*.js"))
+
+
+@pytest.mark.parametrize("path", _own_sources(), ids=lambda p: str(p.relative_to(STATIC)))
+def test_source_has_no_forbidden_sinks(path: Path) -> None:
+    text = path.read_text()
+    found = [name for name, rx in FORBIDDEN.items() if re.search(rx, text)]
+    assert not found, f"{path.relative_to(ROOT)} uses {', '.join(found)}"
+
+
+def test_built_loader_has_no_forbidden_sinks(bundle: Path) -> None:
+    text = (bundle / "loader.js").read_text()
+    found = [name for name, rx in FORBIDDEN.items() if re.search(rx, text)]
+    assert not found, f"built loader.js uses {', '.join(found)}"
+
+
+def test_npm_versions_are_pinned() -> None:
+    pkg = json.loads((STATIC / "package.json").read_text())
+    assert pkg["private"] is True
+    for section in ("dependencies", "devDependencies", "overrides"):
+        for name, spec in pkg.get(section, {}).items():
+            assert re.fullmatch(r"\d+\.\d+\.\d+(-[\w.]+)?", spec), f"{section}.{name} is not pinned: {spec}"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_build_is_deterministic(bundle: Path, manifest: dict) -> None:
+    _run([shutil.which("node"), str(STATIC / "build.mjs")], ROOT)
+    again = json.loads((bundle / "manifest.json").read_text())
+    assert again == manifest
+
+
+# --- in a real browser -------------------------------------------------------
+
+CSP = "default-src 'none'; script-src 'nonce-abc' 'strict-dynamic'; style-src 'self'"
+PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>t</title>
+<script src="/help/loader.js" nonce="abc" async></script>
+<script src="/help/loader.js" nonce="abc" async></script></head>
+<body><h1>A shop</h1><button id="page">page button</button></body></html>"""
+
+
+def _chromium() -> str | None:
+    for candidate in (os.environ.get("COBROWSE_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """Serves the page under a strict CSP, and the bundle under the prefix /help/."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self.path.split("?")[0]
+        if path == "/":
+            body, ctype = PAGE, "text/html"
+        elif path == "/help/loader.js":
+            body, ctype = (DIST / "loader.js").read_bytes(), "text/javascript"
+        elif path.startswith("/help/static/") and (DIST / path.rsplit("/", 1)[1]).is_file():
+            body, ctype = (DIST / path.rsplit("/", 1)[1]).read_bytes(), "text/javascript"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.e2e
+def test_loader_and_widget_work_under_a_strict_csp(bundle: Path) -> None:
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found (set COBROWSE_CHROMIUM or install Debian's chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(DIST)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    problems: list[str] = []
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync"],
+            )
+            page = browser.new_page()
+            page.on("console", lambda m: m.type in ("error", "warning") and problems.append(m.text))
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.add_init_script(
+                "document.addEventListener('securitypolicyviolation',"
+                " e => console.error('CSP violation: ' + e.violatedDirective))"
+            )
+            page.goto(url)
+            launcher = page.locator("#cobrowse-root >> button.l")
+            launcher.wait_for(timeout=5000)
+            assert page.locator("#cobrowse-root").count() == 1  # the tag is there twice
+            host = page.locator("#cobrowse-root").bounding_box()
+            assert host is not None and host["width"] == 0 and host["height"] == 0
+            assert launcher.get_attribute("aria-label") == "Get help"
+
+            launcher.click()
+            panel = page.locator("#cobrowse-root >> section.p")
+            panel.wait_for(state="visible", timeout=5000)
+            assert "nothing is shared until you agree" in panel.inner_text()
+            assert launcher.get_attribute("aria-expanded") == "true"
+            page.keyboard.press("Escape")
+            panel.wait_for(state="hidden")
+            assert launcher.get_attribute("aria-expanded") == "false"
+            launcher.click()
+            panel.wait_for(state="visible")
+            page.locator("#cobrowse-root >> button.x").click()
+            panel.wait_for(state="hidden")
+            # The page under the (empty) host still gets its clicks.
+            page.click("#page")
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not problems, problems
