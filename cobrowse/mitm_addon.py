@@ -1,0 +1,102 @@
+"""mitmproxy addon: inject the co-browse script, for people who already run mitmproxy.
+
+    mitmdump --mode reverse:https://shop.example.com -s cobrowse/mitm_addon.py
+
+A thin shell over :mod:`cobrowse.injector`, the same code the cobrowse proxy
+uses: the request hook narrows Accept-Encoding on navigations to what the
+injector can decode, the response-headers hook asks the injector for a plan
+and, if there is one, swaps the headers and streams the body through the
+plan's rewriter. Our own endpoints (``/__cobrowse/...``) must still be
+served by a cobrowse service; point ``cobrowse_service`` at it.
+
+The file works from a checkout without installing cobrowse into mitmproxy's
+environment: it puts its own parent directory on ``sys.path`` (the injector
+needs nothing beyond the standard library, plus Brotli when pages are br-encoded).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+try:
+    from cobrowse.injector import Injector, InjectorSettings, RequestInfo, is_navigation, upstream_accept_encoding
+except ImportError:  # running from a checkout inside mitmproxy's own environment
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from cobrowse.injector import Injector, InjectorSettings, RequestInfo, is_navigation, upstream_accept_encoding
+
+from mitmproxy import ctx, http
+
+_REQUEST_INFO = "cobrowse_request_info"
+_PUBLIC_HOST = "cobrowse_public_host"
+
+
+class CobrowseInjector:
+    def __init__(self) -> None:
+        self.injector = Injector()
+
+    def load(self, loader) -> None:
+        loader.add_option("cobrowse_prefix", str, "/__cobrowse/",
+                          "Path prefix of the cobrowse endpoints the injected script loads from.")
+        loader.add_option("cobrowse_recompress", bool, True,
+                          "Re-encode injected pages with the upstream's Content-Encoding when the client accepts it.")
+        loader.add_option("cobrowse_service", str, "",
+                          "URL of a cobrowse service (e.g. http://127.0.0.1:8080) that answers requests under "
+                          "the prefix; empty leaves them to the upstream.")
+
+    def configure(self, updated) -> None:
+        if "cobrowse_prefix" in updated or "cobrowse_recompress" in updated:
+            prefix = ctx.options.cobrowse_prefix
+            if not (prefix.startswith("/") and prefix.endswith("/")):
+                raise ValueError("cobrowse_prefix must start and end with '/'")
+            self.injector = Injector(InjectorSettings(prefix=prefix, recompress=ctx.options.cobrowse_recompress))
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # Reverse mode rewrites Host to the upstream's; the visitor's own host is
+        # what our script's CSP sources must name.
+        flow.metadata[_PUBLIC_HOST] = flow.request.host_header or flow.request.pretty_host
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
+        service = ctx.options.cobrowse_service
+        if service and request.path.startswith(ctx.options.cobrowse_prefix):
+            from urllib.parse import urlsplit
+
+            target = urlsplit(service)
+            request.scheme = target.scheme or "http"
+            request.host = target.hostname or "127.0.0.1"
+            request.port = target.port or (443 if request.scheme == "https" else 80)
+            return
+        info = RequestInfo.from_headers(request.method, request.headers.get)
+        if is_navigation(info):
+            flow.metadata[_REQUEST_INFO] = info
+            request.headers["Accept-Encoding"] = upstream_accept_encoding(info.accept_encoding)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        info = flow.metadata.get(_REQUEST_INFO)
+        response = flow.response
+        if info is None or response is None:
+            return
+        scheme = "https" if flow.client_conn.tls_established else "http"
+        origin = f"{scheme}://{flow.metadata.get(_PUBLIC_HOST) or flow.request.pretty_host}"
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.fields]
+        plan = self.injector.plan_page(info, response.status_code, headers, origin)
+        if plan is None:
+            return
+        new_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in plan.headers]
+        if response.http_version == "HTTP/1.1":
+            # Without a length, mitmproxy would end the body by closing the connection.
+            new_headers.append((b"Transfer-Encoding", b"chunked"))
+        response.headers = http.Headers(new_headers)
+        rewriter = plan.body
+
+        def stream(chunk: bytes) -> list[bytes]:
+            # Never hand mitmproxy an empty chunk mid-stream: on chunked HTTP/1
+            # that would end the response early (mitmproxy #1428).
+            pieces = rewriter.feed(chunk) if chunk else rewriter.finish()
+            return [piece for piece in pieces if piece]
+
+        response.stream = stream
+
+
+addons = [CobrowseInjector()]
