@@ -11,14 +11,30 @@ from aiohttp import web
 
 from . import assets
 from .config import Config
+from .keys import load_or_create_secret
+from .sync.broker import InMemoryBroker
+from .sync.hub import Hub
 
 CONFIG_KEY = web.AppKey("config", Config)
+HUB_KEY = web.AppKey("hub", Hub)
 
 
-def build_app(config: Config) -> web.Application:
+def build_app(config: Config, hub: Hub | None = None) -> web.Application:
     app = web.Application()
     app[CONFIG_KEY] = config
+    if hub is None:
+        hub = Hub(InMemoryBroker(), load_or_create_secret(config.server.data_dir))
+    app[HUB_KEY] = hub
+
+    async def hub_lifecycle(app: web.Application):
+        hub.start()
+        yield
+        await hub.stop()
+
+    app.cleanup_ctx.append(hub_lifecycle)
+
     ours = web.Application()
     assets.add_routes(ours)
+    ours.router.add_get("/ws", hub.visitor_socket)
     app.add_subapp(config.server.prefix.rstrip("/"), ours)
     return app

@@ -1,0 +1,484 @@
+"""The hub: the websocket I/O shell around the session state machine.
+
+Visitors connect on the site's own origin (``<prefix>ws``); agents connect
+from the console. Every frame is decoded into its typed definition first:
+a bad frame gets an ``error`` frame back and is counted, and the connection
+goes on (only a flood of them closes it). Frames out go through the broker,
+encoded once however many agents receive them, and each connection writes
+from its own bounded outbox so one slow agent never holds up the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from . import protocol as p
+from .broker import QUEUE_TOPIC, Broker, agent_topic, agents_topic, visitor_tab_topic, visitor_topic
+from .ratelimit import KeyedLimiter, TokenBucket
+from .session import Audience, CobrowseSession, EndReason, Outgoing
+
+log = logging.getLogger("cobrowse.hub")
+
+CODE_TTL = 600.0  # a share code is good for ten minutes
+HELLO_TIMEOUT = 10.0
+MAX_BAD_FRAMES = 50  # per connection, before we stop listening to it
+OUTBOX_LIMIT = 64 * 1024 * 1024  # bytes queued for one slow connection before it is dropped
+
+
+@dataclass(frozen=True, slots=True)
+class AgentIdentity:
+    user_id: int
+    name: str
+    role: str  # agent | supervisor | admin
+
+
+class SessionStore(Protocol):
+    """Where session starts, ends and participants are recorded (the database)."""
+
+    async def session_started(self, session: CobrowseSession, url: str) -> None: ...
+    async def session_ended(self, session_id: str, reason: str) -> None: ...
+    async def participant_joined(self, session_id: str, user_id: int, role: str) -> None: ...
+    async def participant_left(self, session_id: str, user_id: int) -> None: ...
+
+
+Authenticate = Callable[[web.Request], Awaitable[AgentIdentity | None]]
+
+
+class Connection:
+    """One websocket with an outbox drained by its own writer task."""
+
+    __slots__ = ("ws", "outbox", "queued", "wake", "writer", "unsubscribers", "closed", "peer")
+
+    def __init__(self, ws: web.WebSocketResponse, peer: str) -> None:
+        self.ws = ws
+        self.outbox: deque[bytes] = deque()
+        self.queued = 0
+        self.wake = asyncio.Event()
+        self.writer = asyncio.ensure_future(self._write())
+        self.unsubscribers: list[Callable[[], None]] = []
+        self.closed = False
+        self.peer = peer
+
+    def deliver(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        self.outbox.append(frame)
+        self.queued += len(frame)
+        if self.queued > OUTBOX_LIMIT:
+            log.warning("dropping %s: %d bytes queued and not read", self.peer, self.queued)
+            self.closed = True
+            asyncio.ensure_future(self.ws.close(code=1013, message=b"too slow"))
+            return
+        self.wake.set()
+
+    def send(self, message: p.Message) -> None:
+        self.deliver(p.encode(message))
+
+    async def _write(self) -> None:
+        ws = self.ws
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                while self.outbox:
+                    frame = self.outbox.popleft()
+                    self.queued -= len(frame)
+                    await ws.send_frame(frame, WSMsgType.TEXT)
+        except (ConnectionError, asyncio.CancelledError, RuntimeError):
+            pass
+
+    def subscribe(self, broker: Broker, topic: str) -> None:
+        self.unsubscribers.append(broker.subscribe(topic, self.deliver))
+
+    async def close(self) -> None:
+        self.closed = True
+        for unsubscribe in self.unsubscribers:
+            unsubscribe()
+        self.unsubscribers.clear()
+        # Let what is queued go out first (an `ended` frame, say), briefly.
+        if self.outbox and not self.ws.closed:
+            self.wake.set()
+            for _ in range(20):
+                if not self.outbox:
+                    break
+                await asyncio.sleep(0.01)
+        self.writer.cancel()
+
+
+class Hub:
+    def __init__(self, broker: Broker, secret: bytes, *, store: SessionStore | None = None,
+                 idle_timeout: float = 1800.0, clock: Callable[[], float] = time.time) -> None:
+        self.broker = broker
+        self._secret = secret
+        self.store = store
+        self.idle_timeout = idle_timeout
+        self.clock = clock
+        self.sessions: dict[str, CobrowseSession] = {}
+        self._codes: dict[str, tuple[str, float]] = {}  # code -> (session id, expires)
+        self._code_guesses = KeyedLimiter(rate=10 / 600, burst=10)  # per agent and per address
+        self.bad_frames = 0  # counted for monitoring
+        self._ticker: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._connections: set[Connection] = set()
+
+    # ----- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self._ticker = asyncio.get_running_loop().call_later(1.0, self._tick)
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for session in list(self.sessions.values()):
+            self._route(session, session.end(EndReason.SERVER_SHUTDOWN))
+            self._persist(self.store.session_ended(session.id, EndReason.SERVER_SHUTDOWN.value)
+                          if self.store else None)
+        for connection in list(self._connections):
+            await connection.close()
+            await connection.ws.close(code=1001, message=b"server shutdown")
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _tick(self) -> None:
+        now = self.clock()
+        for session in list(self.sessions.values()):
+            self._route(session, session.tick(now, self.idle_timeout))
+            if session.ended is not None:
+                self._forget(session)
+        for code, (_, expires) in list(self._codes.items()):
+            if expires < now:
+                del self._codes[code]
+        self._code_guesses.sweep(now)
+        self._ticker = asyncio.get_running_loop().call_later(1.0, self._tick)
+
+    # ----- resume tokens and share codes ------------------------------------------
+
+    def resume_token(self, session_id: str, visitor_id: str) -> str:
+        mac = hmac.new(self._secret, f"resume|{session_id}|{visitor_id}".encode(), hashlib.sha256).digest()[:18]
+        return f"{session_id}.{base64.urlsafe_b64encode(mac).decode()}"
+
+    def check_resume(self, token: str, visitor_id: str) -> str | None:
+        session_id, _, _ = token.partition(".")
+        expected = self.resume_token(session_id, visitor_id)
+        return session_id if session_id and hmac.compare_digest(expected, token) else None
+
+    def _new_code(self, session_id: str, now: float) -> tuple[str, float]:
+        while True:
+            code = f"{secrets.randbelow(10**6):06d}"
+            if code not in self._codes:
+                expires = now + CODE_TTL
+                self._codes[code] = (session_id, expires)
+                return code, expires
+
+    # ----- visitors -------------------------------------------------------------------
+
+    async def visitor_socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=p.MAX_VISITOR_FRAME, compress=True, heartbeat=30.0)
+        await ws.prepare(request)
+        peer = request.headers.get("X-Forwarded-For", request.remote or "?").split(",")[-1].strip()
+        connection = Connection(ws, f"visitor {peer}")
+        self._connections.add(connection)
+        site = request.headers.get("X-Forwarded-Host") or request.host
+        state = _VisitorState()
+        limiter = TokenBucket(rate=100, burst=400, now=self.clock())
+        try:
+            hello = await self._first_frame(ws, connection, p.visitor_decoder, p.VisitorHello)
+            if hello is None:
+                return ws
+            self._visitor_hello(connection, state, hello, site)
+            async for message in ws:
+                if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    break
+                if not limiter.take(self.clock()):
+                    connection.send(p.Error(code="rate_limited", message="too many frames; slow down"))
+                    continue
+                frame = self._decode(connection, p.visitor_decoder, message.data)
+                if frame is None:
+                    state.bad_frames += 1
+                    if state.bad_frames > MAX_BAD_FRAMES:
+                        break
+                    continue
+                self._visitor_frame(connection, state, frame, site)
+        finally:
+            await self._visitor_gone(connection, state)
+        return ws
+
+    def _visitor_hello(self, connection: Connection, state: "_VisitorState", hello: p.VisitorHello,
+                       site: str) -> None:
+        state.visitor = hello.visitor[:64]
+        state.tab = hello.tab[:64]
+        state.url, state.title = hello.url, hello.title
+        now = self.clock()
+        session = None
+        session_id = self.check_resume(hello.resume, state.visitor) if hello.resume else None
+        if hello.resume and session_id is None:
+            connection.send(p.Error(code="bad_resume", message="this sharing session cannot be resumed", re="hello"))
+        if session_id is not None:
+            session = self.sessions.get(session_id)
+            if session is None:
+                # The hub restarted (or this node never had it): the visitor's token
+                # proves the consent; a fresh snapshot rebuilds what agents see.
+                session = CobrowseSession(session_id, site, state.visitor, "", now)
+                self.sessions[session_id] = session
+                self._publish_queue()
+        if session is not None and session.ended is None:
+            self._attach_tab(connection, state, session, now)
+            have_seq = session.tabs[state.tab].next_seq - 1
+            connection.send(p.Welcome(v=p.VERSION, session=session.id, have_seq=have_seq,
+                                      viewers=session.viewers()))
+            if session.tabs[state.tab].awaiting_snapshot:
+                connection.send(p.SnapshotPlease())
+        else:
+            connection.send(p.Welcome(v=p.VERSION))
+
+    def _attach_tab(self, connection: Connection, state: "_VisitorState", session: CobrowseSession,
+                    now: float) -> None:
+        state.session = session
+        connection.subscribe(self.broker, visitor_tab_topic(session.id, state.tab))
+        connection.subscribe(self.broker, visitor_topic(session.id))
+        _, out = session.tab_connected(state.tab, state.url, state.title, now)
+        self._route(session, out)
+
+    def _visitor_frame(self, connection: Connection, state: "_VisitorState", frame, site: str) -> None:
+        now = self.clock()
+        session = state.session
+        kind = type(frame)
+        if kind is p.Events:
+            if session is None:
+                connection.send(p.Error(code="not_sharing", message="share before sending events", re="rr"))
+                return
+            if len(frame.ev) > p.MAX_EVENTS_PER_BATCH:
+                connection.send(p.Error(code="too_large", message="too many events in one frame", re="rr"))
+                return
+            self._route(session, session.visitor_events(state.tab, frame.seq, frame.ev, now))
+        elif kind is p.Share:
+            if session is not None:
+                return  # already sharing: consent is for the whole session
+            session_id = secrets.token_urlsafe(16)
+            session = CobrowseSession(session_id, site, state.visitor, frame.name[:p.MAX_TEXT], now)
+            self.sessions[session_id] = session
+            self._attach_tab(connection, state, session, now)
+            code, expires = self._new_code(session_id, now)
+            connection.send(p.Shared(session=session_id, code=code, code_expires=expires,
+                                     resume=self.resume_token(session_id, state.visitor)))
+            self._persist(self.store.session_started(session, state.url) if self.store else None)
+            self._publish_queue()
+        elif kind is p.Navigated:
+            state.url, state.title = frame.url, frame.title
+            if session is not None:
+                self._route(session, session.navigated(state.tab, frame.url, frame.title, now))
+        elif kind is p.StopSharing:
+            if session is not None:
+                self._end(session, EndReason.VISITOR_STOPPED)
+        elif kind is p.TabClosing:
+            state.closing = True
+        elif kind is p.Ping:
+            connection.send(p.Pong(n=frame.n))
+        elif kind is p.VisitorHello:
+            connection.send(p.Error(code="bad_frame", message="hello was already received", re="hello"))
+
+    async def _visitor_gone(self, connection: Connection, state: "_VisitorState") -> None:
+        self._connections.discard(connection)
+        await connection.close()
+        session = state.session
+        if session is not None and session.ended is None and state.tab:
+            self._route(session, session.tab_disconnected(state.tab, self.clock(), closing=state.closing))
+
+    # ----- agents ---------------------------------------------------------------------
+
+    async def agent_socket(self, request: web.Request, agent: AgentIdentity) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=p.MAX_AGENT_FRAME, compress=True, heartbeat=30.0)
+        await ws.prepare(request)
+        key = secrets.token_urlsafe(12)
+        peer = request.headers.get("X-Forwarded-For", request.remote or "?").split(",")[-1].strip()
+        connection = Connection(ws, f"agent {agent.name} {peer}")
+        self._connections.add(connection)
+        connection.subscribe(self.broker, agent_topic(key))
+        joined: dict[str, CobrowseSession] = {}
+        limiter = TokenBucket(rate=20, burst=60, now=self.clock())
+        bad_frames = 0
+        try:
+            hello = await self._first_frame(ws, connection, p.agent_decoder, p.AgentHello)
+            if hello is None:
+                return ws
+            connection.send(p.Welcome(v=p.VERSION))
+            async for message in ws:
+                if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    break
+                if not limiter.take(self.clock()):
+                    connection.send(p.Error(code="rate_limited", message="too many frames; slow down"))
+                    continue
+                frame = self._decode(connection, p.agent_decoder, message.data)
+                if frame is None:
+                    bad_frames += 1
+                    if bad_frames > MAX_BAD_FRAMES:
+                        break
+                    continue
+                self._agent_frame(connection, key, agent, joined, frame, peer)
+        finally:
+            self._connections.discard(connection)
+            for session in list(joined.values()):
+                self._route(session, session.agent_left(key, self.clock()))
+                self._persist(self.store.participant_left(session.id, agent.user_id) if self.store else None)
+            await connection.close()
+        return ws
+
+    def _agent_frame(self, connection: Connection, key: str, agent: AgentIdentity,
+                     joined: dict[str, CobrowseSession], frame, peer: str) -> None:
+        now = self.clock()
+        kind = type(frame)
+        if kind is p.WatchQueue:
+            connection.subscribe(self.broker, QUEUE_TOPIC)
+            connection.send(self._queue())
+        elif kind is p.Join:
+            session = self._session_to_join(connection, agent, frame, peer, now)
+            if session is None:
+                return
+            if session.id not in joined:
+                joined[session.id] = session
+                connection.subscribe(self.broker, agents_topic(session.id))
+                self._persist(self.store.participant_joined(session.id, agent.user_id, agent.role)
+                              if self.store else None)
+            viewer = p.Viewer(name=agent.name, role="supervisor" if agent.role != "agent" else "agent")
+            self._route(session, session.agent_joined(key, agent.user_id, viewer, frame.since, now))
+            self._publish_queue()
+        elif kind is p.Leave:
+            session = joined.pop(frame.session, None)
+            if session is not None:
+                self._route(session, session.agent_left(key, now))
+                self._persist(self.store.participant_left(session.id, agent.user_id) if self.store else None)
+                self._publish_queue()
+        elif kind is p.EndSession:
+            session = joined.get(frame.session)
+            if session is None:
+                connection.send(p.Error(code="not_found", message="you are not in that session", re="end"))
+                return
+            self._end(session, EndReason.AGENT_ENDED)
+        elif kind is p.Ping:
+            connection.send(p.Pong(n=frame.n))
+        elif kind is p.AgentHello:
+            connection.send(p.Error(code="bad_frame", message="hello was already received", re="agent_hello"))
+
+    def _session_to_join(self, connection: Connection, agent: AgentIdentity, frame: p.Join, peer: str,
+                         now: float) -> CobrowseSession | None:
+        if frame.code is not None:
+            # Six digits are guessable: each agent and each address gets a few tries per ten minutes.
+            if not (self._code_guesses.allow(f"user:{agent.user_id}", now)
+                    and self._code_guesses.allow(f"addr:{peer}", now)):
+                connection.send(p.Error(code="rate_limited", message="too many code attempts; wait a few minutes",
+                                        re="join"))
+                return None
+            entry = self._codes.get(frame.code.strip())
+            session = self.sessions.get(entry[0]) if entry and entry[1] >= now else None
+        else:
+            session = self.sessions.get(frame.session or "")
+        if session is None or session.ended is not None:
+            connection.send(p.Error(code="not_found", message="no such session is being shared", re="join"))
+            return None
+        return session
+
+    # ----- shared plumbing -------------------------------------------------------------
+
+    async def _first_frame(self, ws, connection: Connection, decoder, expected):
+        try:
+            message = await ws.receive(timeout=HELLO_TIMEOUT)
+        except asyncio.TimeoutError:
+            await ws.close(code=1008, message=b"no hello")
+            return None
+        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return None
+        frame = self._decode(connection, decoder, message.data)
+        if not isinstance(frame, expected):
+            if frame is not None:
+                connection.send(p.Error(code="bad_frame", message="the first frame must be hello"))
+            await connection.close()
+            await ws.close(code=1008, message=b"expected hello")
+            return None
+        if frame.v != p.VERSION:
+            connection.send(p.Error(code="bad_version", message=f"this hub speaks protocol version {p.VERSION}"))
+            await connection.close()
+            await ws.close(code=1008, message=b"unsupported version")
+            return None
+        return frame
+
+    def _decode(self, connection: Connection, decoder, data):
+        try:
+            return decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            reason = str(exc)
+        except msgspec.DecodeError as exc:
+            reason = f"not valid JSON: {exc}"
+        self.bad_frames += 1
+        connection.send(p.Error(code="bad_frame", message=reason[:300], re=p.frame_type(data)))
+        return None
+
+    def _route(self, session: CobrowseSession, outgoing: list[Outgoing]) -> None:
+        broker = self.broker
+        for item in outgoing:
+            frame = p.encode(item.message)
+            audience = item.audience
+            if audience is Audience.AGENTS:
+                broker.publish(agents_topic(session.id), frame)
+            elif audience is Audience.VISITOR_TAB:
+                broker.publish(visitor_tab_topic(session.id, item.key), frame)
+            elif audience is Audience.VISITOR:
+                broker.publish(visitor_topic(session.id), frame)
+            else:
+                broker.publish(agent_topic(item.key), frame)
+
+    def _end(self, session: CobrowseSession, reason: EndReason) -> None:
+        self._route(session, session.end(reason))
+        self._persist(self.store.session_ended(session.id, reason.value) if self.store else None)
+        self._forget(session)
+
+    def _forget(self, session: CobrowseSession) -> None:
+        self.sessions.pop(session.id, None)
+        for code, (session_id, _) in list(self._codes.items()):
+            if session_id == session.id:
+                del self._codes[code]
+        self._publish_queue()
+
+    def _queue(self) -> p.Queue:
+        return p.Queue(sessions=[s.queue_entry() for s in self.sessions.values() if s.ended is None])
+
+    def _publish_queue(self) -> None:
+        self.broker.publish(QUEUE_TOPIC, p.encode(self._queue()))
+
+    def _persist(self, coroutine) -> None:
+        # Records are written beside the live path, never in its way.
+        if coroutine is None:
+            return
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._persisted)
+
+    def _persisted(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not record a session change", exc_info=task.exception())
+
+
+class _VisitorState:
+    __slots__ = ("visitor", "tab", "url", "title", "session", "closing", "bad_frames")
+
+    def __init__(self) -> None:
+        self.visitor = ""
+        self.tab = ""
+        self.url = ""
+        self.title = ""
+        self.session: CobrowseSession | None = None
+        self.closing = False
+        self.bad_frames = 0

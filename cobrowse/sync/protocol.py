@@ -1,0 +1,231 @@
+"""The co-browse wire protocol, version 1: one typed definition per message.
+
+Every frame is a JSON object whose ``t`` field names its type. Frames are
+decoded straight into these msgspec structs on arrival, so a frame that does
+not match its definition is refused with an ``error`` frame before any
+session logic sees it. rrweb events travel as ``msgspec.Raw``: the hub reads
+only an event's ``type`` and never re-parses (or re-serialises) its data.
+
+docs/protocol.md describes the conversation; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import msgspec
+
+VERSION = 1
+
+# Limits the hub enforces (documented in docs/protocol.md).
+MAX_VISITOR_FRAME = 16 * 1024 * 1024  # a full snapshot of a very large page
+MAX_AGENT_FRAME = 64 * 1024
+MAX_EVENTS_PER_BATCH = 5000
+MAX_TEXT = 2048  # urls, titles, names
+
+
+class Message(msgspec.Struct, tag_field="t", forbid_unknown_fields=False, omit_defaults=True):
+    """Base of every frame."""
+
+
+class RrwebEvent(msgspec.Struct, forbid_unknown_fields=False):
+    """One rrweb event; only its type matters to the hub."""
+
+    type: int
+    timestamp: float
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+# rrweb EventType values the hub cares about.
+RR_FULL_SNAPSHOT = 2
+RR_META = 4
+
+
+# ----- visitor -> hub ----------------------------------------------------------
+
+
+class VisitorHello(Message, tag="hello"):
+    """First frame of a visitor tab. ``resume`` continues a shared session across page loads."""
+
+    v: int
+    visitor: str  # random id the visitor's browser keeps for its whole visit
+    tab: str  # random id of this browser tab (kept across its page loads)
+    url: str
+    title: str = ""
+    resume: str | None = None  # resume token from a previous `shared`
+    last_seq: int = -1  # highest event seq this tab has recorded (to resume a broken stream)
+
+
+class Share(Message, tag="share"):
+    """The visitor agreed to share this page (and the pages they go to) with support."""
+
+    name: str = ""  # optional name the visitor gives
+
+
+class Events(Message, tag="rr"):
+    """A batch of rrweb events of this tab, numbered by the seq of its first event."""
+
+    seq: int
+    ev: list[RrwebEvent]
+
+
+class Navigated(Message, tag="nav"):
+    url: str
+    title: str = ""
+
+
+class StopSharing(Message, tag="stop"):
+    """The visitor stops sharing: every agent's view ends at once."""
+
+
+class TabClosing(Message, tag="bye"):
+    """The tab is going away for good (pagehide without a navigation in this origin)."""
+
+
+# ----- agent -> hub ------------------------------------------------------------
+
+
+class AgentHello(Message, tag="agent_hello"):
+    v: int
+
+
+class WatchQueue(Message, tag="watch"):
+    """Subscribe to the list of visitors waiting for help."""
+
+
+class Join(Message, tag="join"):
+    """Join a session from the queue, or by the code the visitor reads out."""
+
+    session: str | None = None
+    code: str | None = None
+    since: dict[str, int] | None = None  # tab -> last seq seen, when rejoining after a drop
+
+
+class Leave(Message, tag="leave"):
+    session: str
+
+
+class EndSession(Message, tag="end"):
+    session: str
+
+
+class Ping(Message, tag="ping"):
+    n: int = 0
+
+
+VisitorMessage = Union[VisitorHello, Share, Events, Navigated, StopSharing, TabClosing, Ping]
+AgentMessage = Union[AgentHello, WatchQueue, Join, Leave, EndSession, Ping]
+
+
+# ----- hub -> clients ------------------------------------------------------------
+
+
+class Welcome(Message, tag="welcome"):
+    v: int
+    session: str | None = None  # set when the visitor resumed a live session
+    have_seq: int = -1  # highest seq of this tab the hub holds; resend what follows
+    viewers: list["Viewer"] = []
+
+
+class Shared(Message, tag="shared"):
+    session: str
+    code: str  # 6 digits to read to an agent on the phone
+    code_expires: float  # unix time
+    resume: str  # token to continue the session on the next page
+
+
+class Viewer(msgspec.Struct, omit_defaults=True):
+    name: str
+    role: str  # agent | supervisor
+
+
+class Viewers(Message, tag="viewers"):
+    session: str
+    viewers: list[Viewer]
+
+
+class Ack(Message, tag="ack"):
+    seq: int  # every event up to this seq is safe at the hub
+
+
+class SnapshotPlease(Message, tag="snapshot"):
+    """The hub wants a fresh full snapshot (its buffer grew too large, or it lost state)."""
+
+
+class Ended(Message, tag="ended"):
+    session: str
+    reason: str  # visitor_stopped | agent_ended | idle_timeout | server_shutdown
+
+
+class TabState(msgspec.Struct, omit_defaults=True):
+    tab: str
+    url: str
+    title: str = ""
+    open: bool = True
+
+
+class QueueEntry(msgspec.Struct, omit_defaults=True):
+    session: str
+    site: str
+    url: str
+    title: str
+    name: str
+    since: float  # unix time the visitor asked for help
+    viewers: int = 0
+
+
+class Queue(Message, tag="queue"):
+    sessions: list[QueueEntry]
+
+
+class Joined(Message, tag="joined"):
+    session: str
+    site: str
+    tabs: list[TabState]
+    viewers: list[Viewer]
+
+
+class TabEvents(Message, tag="tab_rr"):
+    """Events of one visitor tab, relayed to agents; ``reset`` starts a new page."""
+
+    session: str
+    tab: str
+    seq: int
+    ev: list[RrwebEvent]
+    reset: bool = False
+
+
+class TabUpdate(Message, tag="tab"):
+    session: str
+    state: TabState
+
+
+class Pong(Message, tag="pong"):
+    n: int = 0
+
+
+class Error(Message, tag="error"):
+    code: str  # bad_frame | too_large | rate_limited | unauthorized | not_found | bad_version | ...
+    message: str
+    re: str | None = None  # the type of the frame this answers, when known
+
+
+# ----- encoding -----------------------------------------------------------------
+
+encoder = msgspec.json.Encoder()
+visitor_decoder = msgspec.json.Decoder(VisitorMessage)
+agent_decoder = msgspec.json.Decoder(AgentMessage)
+
+
+def encode(message: Message) -> bytes:
+    return encoder.encode(message)
+
+
+def frame_type(raw: bytes | str) -> str | None:
+    """The ``t`` of a frame that failed to decode, for the error reply (best effort)."""
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    kind = value.get("t") if isinstance(value, dict) else None
+    return kind if isinstance(kind, str) and len(kind) < 40 else None
