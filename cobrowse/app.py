@@ -36,5 +36,14 @@ def build_app(config: Config, hub: Hub | None = None) -> web.Application:
     ours = web.Application()
     assets.add_routes(ours)
     ours.router.add_get("/ws", hub.visitor_socket)
+    ours.router.add_get("/console/", _console_redirect)
+    ours.router.add_get("/console", _console_redirect)
     app.add_subapp(config.server.prefix.rstrip("/"), ours)
     return app
+
+
+async def _console_redirect(request: web.Request) -> web.StreamResponse:
+    # The console lives on its own origin, never on a site's (see ConsoleOptions).
+    from .console.app import console_origin
+
+    raise web.HTTPFound(console_origin(request.config_dict[CONFIG_KEY]) + "/")

@@ -228,6 +228,7 @@ _FLAGS = {
     "server.prefix": "--prefix",
     "server.data_dir": "--data-dir",
     "server.log_level": "--log-level",
+    "console.listen": "--console-listen",
 }
 
 
@@ -359,6 +360,8 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         'replaces a "*" site from the config file',
     )
     parser.add_argument("-l", "--listen", metavar="HOST:PORT", help="address to listen on (default: 127.0.0.1:8080)")
+    parser.add_argument("--console-listen", metavar="HOST:PORT",
+                        help="address of the agent console, on its own origin (default: 127.0.0.1:8090)")
     parser.add_argument(
         "--prefix", metavar="PATH", help="reserved path prefix for cobrowse itself (default: /__cobrowse/)"
     )
@@ -398,6 +401,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {
         "upstream": args.upstream,
         "server.listen": args.listen,
+        "console.listen": args.console_listen,
         "server.prefix": args.prefix,
         "server.data_dir": args.data_dir,
         "server.log_level": args.log_level,
@@ -436,6 +440,8 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_SHOP_LISTEN,
         help=f"address of the demo shop behind the proxy (default: {DEFAULT_SHOP_LISTEN})",
     )
+    parser.add_argument("--console-listen", metavar="HOST:PORT",
+                        help="address of the agent console, on its own origin (default: 127.0.0.1:8090)")
     parser.add_argument("--data-dir", metavar="DIR", help="directory for the database and uploads (default: data)")
     _add_log_level(parser)
 
@@ -473,6 +479,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     overrides = {
         "upstream": f"http://{shop}",
         "server.listen": args.listen,
+        "console.listen": args.console_listen,
         "server.data_dir": args.data_dir,
         "server.log_level": args.log_level,
     }
@@ -520,6 +527,246 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(describe_config(config))
         print(f"{args.file}: OK")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# cobrowse user / cobrowse migrate (the database; see cobrowse/storage)
+# ---------------------------------------------------------------------------
+
+_ROLES = ("agent", "supervisor", "admin")
+
+
+def _add_database_options(parser: argparse.ArgumentParser) -> None:
+    add_config_option(parser)
+    parser.add_argument("--data-dir", metavar="DIR", help="directory for the database and uploads (default: data)")
+
+
+def _with_database(args: argparse.Namespace, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Open (and migrate) the configured database, run ``await work(db)``, close it.
+
+    AccountError -> exit 2 (the user can fix it); StorageError -> exit 1.
+    """
+    config = config_from_args(args, {"server.data_dir": args.data_dir}, allow_no_sites=True)
+    from cobrowse.storage import AccountError, Database, StorageError
+
+    async def main() -> Any:
+        async with Database.from_config(config) as db:
+            return await work(db)
+
+    try:
+        return run_async(main)
+    except AccountError as exc:
+        raise CliError(str(exc)) from None
+    except StorageError as exc:
+        raise CliError(str(exc), exit_code=1) from None
+
+
+def _new_password(args: argparse.Namespace, username: str) -> str:
+    """The new password: one line from stdin with --password-stdin, else typed twice."""
+    from cobrowse.storage.accounts import AccountError, validate_password
+
+    if args.password_stdin:
+        password = sys.stdin.readline()
+        if password.endswith("\n"):
+            password = password[:-1]
+        if password.endswith("\r"):
+            password = password[:-1]
+        if not password:
+            raise CliError("--password-stdin: no password on standard input")
+    else:
+        if not sys.stdin.isatty():
+            raise CliError(
+                "standard input is not a terminal, so the password cannot be asked for: "
+                f"pass it with --password-stdin (e.g. printf '%s\\n' \"$PASSWORD\" | {PROG} user "
+                f"{args.user_command} {username} --password-stdin)"
+            )
+        import getpass
+
+        try:
+            password = getpass.getpass(f"New password for {username}: ")
+            validate_password(password)
+            if getpass.getpass("Repeat the password: ") != password:
+                raise CliError("the passwords do not match")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            raise CliError("cancelled", exit_code=130) from None
+        except AccountError as exc:
+            raise CliError(str(exc)) from None
+    try:
+        validate_password(password)
+    except AccountError as exc:
+        raise CliError(str(exc)) from None
+    return password
+
+
+def _username(raw: str) -> str:
+    from cobrowse.storage.accounts import AccountError, normalize_username
+
+    try:
+        return normalize_username(raw)
+    except AccountError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from cobrowse.storage import accounts
+
+    username = _username(args.username)
+    password = _new_password(args, username)
+
+    async def work(db: Any) -> Any:
+        return await accounts.create_user(db, username, password, args.role, args.display_name)
+
+    user = _with_database(args, work)
+    print(f"created {user.role.value} {user.username!r}" + (
+        f" ({user.display_name})" if user.display_name != user.username else ""))
+    return 0
+
+
+def _format_time(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "never"
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    from cobrowse.storage import accounts
+
+    users = _with_database(args, accounts.list_users)
+    if not users:
+        print(f"no users yet; add one with '{PROG} user add USERNAME'", file=sys.stderr)
+        return 0
+    rows = [("USERNAME", "ROLE", "STATUS", "LAST LOGIN", "DISPLAY NAME")]
+    for user in users:
+        status = "disabled" if user.disabled else "enabled"
+        rows.append((user.username, user.role.value, status, _format_time(user.last_login_at), user.display_name))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def _user_set_disabled(disabled: bool) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from cobrowse.storage import accounts
+
+        username = _username(args.username)
+
+        async def work(db: Any) -> Any:
+            return await accounts.set_disabled(db, username, disabled)
+
+        user = _with_database(args, work)
+        print(f"{'disabled' if disabled else 'enabled'} {user.username!r}")
+        return 0
+
+    return run
+
+
+def _user_passwd(args: argparse.Namespace) -> int:
+    from cobrowse.storage import accounts
+
+    username = _username(args.username)
+
+    async def check(db: Any) -> Any:
+        return await accounts.get_user(db, username)
+
+    if not args.password_stdin and _with_database(args, check) is None:  # before asking for a password
+        raise CliError(f"no user named {username!r}")
+    password = _new_password(args, username)
+
+    async def work(db: Any) -> Any:
+        return await accounts.set_password(db, username, password)
+
+    user = _with_database(args, work)
+    print(f"changed the password of {user.username!r}")
+    return 0
+
+
+def _user_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="user_command", metavar="ACTION", title="actions", required=True)
+
+    def action(name: str, help: str, run: Callable[[argparse.Namespace], int], description: str = "") -> Any:
+        sub = actions.add_parser(name, help=help, description=description or help, formatter_class=_HelpFormatter)
+        sub.set_defaults(run=run)
+        return sub
+
+    password_help = "read the password from the first line of standard input instead of asking for it"
+    add = action(
+        "add",
+        "create an account",
+        _user_add,
+        "Create an account. The password is asked for twice, or read from standard input\n"
+        "with --password-stdin (at least 8 characters). Usernames are 2 to 64 characters\n"
+        "a-z, 0-9, '.', '_' and '-', case-insensitive.",
+    )
+    add.add_argument("username", metavar="USERNAME")
+    add.add_argument("--role", choices=_ROLES, default="agent", help="agent (default), supervisor or admin")
+    add.add_argument("--display-name", metavar="NAME", help="the name visitors and colleagues see (default: USERNAME)")
+    add.add_argument("--password-stdin", action="store_true", help=password_help)
+    _add_database_options(add)
+
+    listing = action("list", "list the accounts", _user_list)
+    _add_database_options(listing)
+
+    for name, disabled, help in (
+        ("disable", True, "disable an account (it can no longer log in)"),
+        ("enable", False, "enable a disabled account again"),
+    ):
+        sub = action(name, help, _user_set_disabled(disabled))
+        sub.add_argument("username", metavar="USERNAME")
+        _add_database_options(sub)
+
+    passwd = action("passwd", "set a new password", _user_passwd)
+    passwd.add_argument("username", metavar="USERNAME")
+    passwd.add_argument("--password-stdin", action="store_true", help=password_help)
+    _add_database_options(passwd)
+
+
+@subcommand(
+    "user",
+    help="manage accounts (agents, supervisors, admins)",
+    description=(
+        "Manage the accounts stored in the database: agents, supervisors and admins.\n"
+        "The database is the one 'serve' uses (--config / --data-dir / COBROWSE_*);\n"
+        "it is created and migrated when needed."
+    ),
+    epilog=textwrap.dedent(
+        f"""\
+        examples:
+          {PROG} user add alice --role supervisor --display-name "Alice Martin"
+          printf '%s\\n' "$PASSWORD" | {PROG} user add bob --password-stdin
+          {PROG} user list --data-dir /var/lib/cobrowse
+          {PROG} user disable bob
+          {PROG} user passwd alice"""
+    ),
+    arguments=_user_arguments,
+)
+def cmd_user(args: argparse.Namespace) -> int:  # pragma: no cover - each action sets its own `run`
+    raise CliError(f"choose an action: {PROG} user add|list|disable|enable|passwd")
+
+
+def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_database_options(parser)
+
+
+@subcommand(
+    "migrate",
+    help="create or upgrade the database schema",
+    description=(
+        "Apply the database migrations up to the newest and print the schema revision.\n"
+        "'serve' and 'demo' do this by themselves on start; run it to upgrade ahead of\n"
+        "time or to check which database a config points at."
+    ),
+    arguments=_migrate_arguments,
+)
+def cmd_migrate(args: argparse.Namespace) -> int:
+    async def work(db: Any) -> Any:
+        return db.display_url, db.previous_revision, db.revision
+
+    url, before, after = _with_database(args, work)
+    print(f"database: {url}")
+    if before != after:
+        print(f"upgraded: {before or '(empty)'} -> {after}")
+    print(f"revision: {after} (head)")
     return 0
 
 

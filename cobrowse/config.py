@@ -30,6 +30,8 @@ __all__ = [
     "Site",
     "ServerOptions",
     "ProxyOptions",
+    "ConsoleOptions",
+    "SessionOptions",
     "Config",
     "ConfigError",
     "load_config",
@@ -64,6 +66,20 @@ class ServerOptions:
     database_url: str = ""  # empty = sqlite+aiosqlite file in data_dir
     log_level: str = "info"  # debug|info|warning|error
     trust_forwarded: bool = False  # trust X-Forwarded-For/Proto/Host from a TLS terminator
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleOptions:
+    # The agent console has its own listener, so its origin differs from every
+    # site's: console code can never read a site's cookies, and site scripts
+    # can never reach into the console.
+    listen: str = "127.0.0.1:8090"  # host:port of the console listener
+    public_url: str = ""  # how agents reach it (e.g. https://support.example.com); default http://<listen>
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    idle_timeout: float = 1800.0  # seconds without activity before a co-browse session ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +126,8 @@ def _build_host_index(sites: tuple[Site, ...]) -> tuple[dict[str, Site], Site | 
 class Config:
     server: ServerOptions = ServerOptions()
     proxy: ProxyOptions = ProxyOptions()
+    console: ConsoleOptions = ConsoleOptions()
+    sessions: SessionOptions = SessionOptions()
     sites: tuple[Site, ...] = ()
     source: str | None = None  # path of the config file, if any
     # Host -> Site lookup table, built once in __post_init__ (not part of equality/repr).
@@ -365,6 +383,15 @@ def _v_log_level(value: object, name: str, from_text: bool) -> str:
     raise _Invalid(f"{name} must be one of {', '.join(LOG_LEVELS)}, got {_show(value)}")
 
 
+def _v_public_url(value: object, name: str, from_text: bool) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"{name} must be a string, got {_show(value)}")
+    text = value.strip().rstrip("/")
+    if text and not re.match(r"^https?://[^/\s?#]+$", text):
+        raise _Invalid(f'{name} must be an origin like "https://support.example.com", got {_show(value)}')
+    return text
+
+
 _Validator = Callable[[object, str, bool], Any]
 
 _SECTIONS: dict[str, tuple[type, dict[str, _Validator]]] = {
@@ -390,6 +417,19 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Validator]]] = {
             "inject": _v_bool,
             "recompress": _v_bool,
             "websocket": _v_bool,
+        },
+    ),
+    "console": (
+        ConsoleOptions,
+        {
+            "listen": _v_listen,
+            "public_url": _v_public_url,
+        },
+    ),
+    "sessions": (
+        SessionOptions,
+        {
+            "idle_timeout": _v_positive_number,
         },
     ),
 }
@@ -944,6 +984,8 @@ def load_config(
     return Config(
         server=ServerOptions(**values["server"]),
         proxy=ProxyOptions(**values["proxy"]),
+        console=ConsoleOptions(**values["console"]),
+        sessions=SessionOptions(**values["sessions"]),
         sites=tuple(sites),
         source=source,
     )

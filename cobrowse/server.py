@@ -15,10 +15,18 @@ from aiohttp import web
 
 from .app import build_app
 from .config import Config, parse_listen
+from .console.app import build_console_app
 from .injector import Injector, InjectorSettings
+from .keys import load_or_create_secret
 from .proxy import Proxy
+from .storage.db import Database
+from .sync.broker import InMemoryBroker
+from .sync.db_store import DatabaseSessionStore
+from .sync.hub import Hub
 
 log = logging.getLogger("cobrowse")
+# Alembic narrates every migration step at INFO; our own line says what matters.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def public_url(listen: str) -> str:
@@ -42,6 +50,11 @@ class Service:
         self._socket_dir: str | None = None
         self.port: int | None = None  # the proxy's bound port (useful with port 0)
         self.shop_port: int | None = None
+        self.console_port: int | None = None
+        self.db: Database | None = None
+        self.hub: Hub | None = None
+        self._store: DatabaseSessionStore | None = None
+        self.demo_accounts: list = []
 
     async def start(self) -> None:
         config = self.config
@@ -58,13 +71,33 @@ class Service:
                 await site.start()
                 self.shop_port = site._server.sockets[0].getsockname()[1]
 
+            self.db = Database.from_config(config)
+            await self.db.start()  # applies migrations
+            if self.demo_shop_listen:
+                from .storage.accounts import ensure_demo_accounts
+
+                self.demo_accounts = await ensure_demo_accounts(self.db)
+            secret = load_or_create_secret(config.server.data_dir)
+            self._store = DatabaseSessionStore(self.db)
+            self._store.start()
+            self.hub = Hub(InMemoryBroker(), secret, store=self._store, idle_timeout=config.sessions.idle_timeout)
+
             # Our app listens on a unix socket in a private directory: only the proxy reaches it.
             self._socket_dir = tempfile.mkdtemp(prefix="cobrowse-")
             internal_socket = os.path.join(self._socket_dir, "app.sock")
-            runner = web.AppRunner(build_app(config), access_log=access_log, handler_cancellation=True)
+            runner = web.AppRunner(build_app(config, self.hub), access_log=access_log, handler_cancellation=True)
             self._runners.append(runner)
             await runner.setup()
             await web.UnixSite(runner, internal_socket).start()
+
+            runner = web.AppRunner(build_console_app(config, self.hub, self.db, secret), access_log=access_log,
+                                   handler_cancellation=True)
+            self._runners.append(runner)
+            await runner.setup()
+            host, port = parse_listen(config.console.listen)
+            console_site = web.TCPSite(runner, host or None, port, reuse_address=True)
+            await console_site.start()
+            self.console_port = console_site._server.sockets[0].getsockname()[1]
 
             injector = Injector(InjectorSettings(prefix=config.server.prefix, recompress=config.proxy.recompress))
             self._proxy = Proxy(config, injector, internal_socket)
@@ -87,6 +120,12 @@ class Service:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        if self._store is not None:
+            await self._store.stop()
+            self._store = None
+        if self.db is not None:
+            await self.db.stop()
+            self.db = None
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
@@ -108,6 +147,12 @@ async def run(config: Config, *, demo_shop_listen: str | None = None) -> None:
             for site in config.sites:
                 print(f"Proxying {site.host} -> {site.upstream}", file=sys.stderr)
             print(f"Listening on {base}/", file=sys.stderr)
+        console = config.console.public_url or public_url(
+            f"{parse_listen(config.console.listen)[0] or '127.0.0.1'}:{service.console_port}")
+        print(f"Agent console:               {console}/", file=sys.stderr)
+        for account in service.demo_accounts:
+            print(f"  log in as {account.username!r} with password {account.password!r} ({getattr(account.role, 'value', account.role)})",
+                  file=sys.stderr)
         print(f"Health check:                {base}{config.server.prefix}health", file=sys.stderr)
         sys.stderr.flush()
         await asyncio.Event().wait()

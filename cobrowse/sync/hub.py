@@ -142,13 +142,11 @@ class Hub:
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
-        for session in list(self.sessions.values()):
-            self._route(session, session.end(EndReason.SERVER_SHUTDOWN))
-            self._persist(self.store.session_ended(session.id, EndReason.SERVER_SHUTDOWN.value)
-                          if self.store else None)
+        # A stop is usually a restart: sessions are not ended, clients are told
+        # to come back (1012) and resume with their tokens.
         for connection in list(self._connections):
             await connection.close()
-            await connection.ws.close(code=1001, message=b"server shutdown")
+            await connection.ws.close(code=1012, message=b"service restart")
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 

@@ -1,0 +1,144 @@
+"""The agent console: its own aiohttp app on its own listener (its own origin).
+
+Routes:
+  GET  /               the console page (static_dist/console.html)
+  GET  /static/{name}  console bundle files
+  POST /api/login      {"username", "password"} -> sets the session cookie
+  POST /api/logout
+  GET  /api/me         the logged-in agent, or 401
+  GET  /ws             the agent websocket into the hub (cookie-authenticated)
+
+Every state-changing request and the websocket handshake must come from the
+console's own origin (Origin header), so no other site can drive an agent's
+session with the agent's cookie.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from ..assets import STATIC_DIST, bundle_missing_message
+from ..config import Config
+from ..storage import accounts
+from ..storage.db import Database
+from ..sync.hub import AgentIdentity, Hub
+from ..sync.ratelimit import KeyedLimiter
+from . import auth
+
+log = logging.getLogger("cobrowse.console")
+
+# The replay frame shows the visitor's page: its styles are inline <style>
+# elements and its images and fonts come from the site, so those are open;
+# scripts are ours only, and the replay never runs the page's scripts.
+CONSOLE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline' https: http:; "
+               "img-src * data: blob:; font-src * data:; media-src * blob:; connect-src 'self'; "
+               "frame-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+               "object-src 'none'")
+
+AGENT_KEY = web.AppKey("agent", AgentIdentity)
+
+
+def console_origin(config: Config) -> str:
+    from ..server import public_url
+
+    return config.console.public_url or public_url(config.console.listen)
+
+
+def build_console_app(config: Config, hub: Hub, db: Database, secret: bytes) -> web.Application:
+    origin = console_origin(config)
+    secure_cookie = origin.startswith("https://")
+    login_limiter = KeyedLimiter(rate=10 / 600, burst=10)
+
+    @web.middleware
+    async def security_headers(request: web.Request, handler):
+        if request.method not in ("GET", "HEAD", "OPTIONS") or request.path == "/ws":
+            sender = request.headers.get("Origin")
+            if sender is not None and sender != origin:
+                log.warning("refused %s %s from origin %s", request.method, request.path, sender)
+                raise web.HTTPForbidden(text="cross-origin request refused\n")
+        response = await handler(request)
+        response.headers.setdefault("Content-Security-Policy", CONSOLE_CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    async def current_agent(request: web.Request) -> AgentIdentity | None:
+        cookie = request.cookies.get(auth.COOKIE_NAME)
+        if not cookie:
+            return None
+        checked = auth.verify(secret, cookie)
+        if checked is None:
+            return None
+        user = await accounts.get_user_by_id(db, checked[0])
+        if user is None or user.disabled or not auth.matches(user.password_hash, checked[1]):
+            return None
+        return AgentIdentity(user.id, user.display_name or user.username, _role(user))
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        path = STATIC_DIST / "console.html"
+        if not path.is_file():
+            raise web.HTTPServiceUnavailable(text=bundle_missing_message() + "\n")
+        return web.FileResponse(path, headers={"Content-Type": "text/html; charset=utf-8"})
+
+    async def static_file(request: web.Request) -> web.StreamResponse:
+        path = (STATIC_DIST / request.match_info["name"]).resolve()
+        if STATIC_DIST not in path.parents or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
+
+    async def login(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            username, password = str(body["username"]), str(body["password"])
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "send JSON with username and password"}, status=400)
+        now = time.monotonic()
+        peer = request.remote or "?"
+        if not (login_limiter.allow(f"addr:{peer}", now) and login_limiter.allow(f"user:{username.lower()}", now)):
+            return web.json_response({"error": "too many attempts; wait a few minutes"}, status=429)
+        user = await accounts.authenticate(db, username, password)
+        if user is None:
+            return web.json_response({"error": "wrong username or password"}, status=401)
+        response = web.json_response(_me(user))
+        response.set_cookie(auth.COOKIE_NAME, auth.issue(secret, user.id, user.password_hash), path="/",
+                            httponly=True, samesite="Strict", secure=secure_cookie, max_age=auth.SESSION_LIFETIME)
+        log.info("agent %s logged in from %s", user.username, peer)
+        return response
+
+    async def logout(request: web.Request) -> web.Response:
+        response = web.json_response({"ok": True})
+        response.del_cookie(auth.COOKIE_NAME, path="/")
+        return response
+
+    async def me(request: web.Request) -> web.Response:
+        agent = await current_agent(request)
+        if agent is None:
+            return web.json_response({"error": "not logged in"}, status=401)
+        return web.json_response({"id": agent.user_id, "name": agent.name, "role": agent.role})
+
+    async def agent_socket(request: web.Request) -> web.StreamResponse:
+        agent = await current_agent(request)
+        if agent is None:
+            raise web.HTTPUnauthorized(text="log in first\n")
+        return await hub.agent_socket(request, agent)
+
+    app = web.Application(middlewares=[security_headers])
+    app.router.add_get("/", page)
+    app.router.add_get("/static/{name:.+}", static_file)
+    app.router.add_post("/api/login", login)
+    app.router.add_post("/api/logout", logout)
+    app.router.add_get("/api/me", me)
+    app.router.add_get("/ws", agent_socket)
+    return app
+
+
+def _role(user) -> str:
+    return getattr(user.role, "value", str(user.role))
+
+
+def _me(user) -> dict:
+    return {"id": user.id, "name": user.display_name or user.username, "role": _role(user)}

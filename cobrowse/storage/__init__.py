@@ -1,0 +1,46 @@
+"""Storage: the database (SQLAlchemy 2 async; SQLite by default, PostgreSQL by URL),
+its Alembic migrations (in ``migrations/``, applied on start) and small service
+modules per area: :mod:`.accounts`, :mod:`.cobrowse_sessions` (chat comes later).
+
+    from cobrowse.storage import Database, accounts
+
+    async with Database.from_config(config) as db:
+        user = await accounts.authenticate(db, "alice", password)
+"""
+
+from __future__ import annotations
+
+from . import accounts, cobrowse_sessions
+from .accounts import AccountError, ensure_demo_accounts, ensure_demo_agent
+from .cobrowse_sessions import CobrowseSessionError
+from .db import Database, StorageError, head_revision
+from .models import (
+    Base,
+    CobrowseParticipant,
+    CobrowseSession,
+    EndReason,
+    ParticipantRole,
+    Role,
+    User,
+    utcnow,
+)
+
+__all__ = [
+    "Database",
+    "StorageError",
+    "head_revision",
+    "accounts",
+    "cobrowse_sessions",
+    "AccountError",
+    "CobrowseSessionError",
+    "ensure_demo_agent",
+    "ensure_demo_accounts",
+    "Base",
+    "User",
+    "Role",
+    "CobrowseSession",
+    "CobrowseParticipant",
+    "ParticipantRole",
+    "EndReason",
+    "utcnow",
+]
