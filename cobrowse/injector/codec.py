@@ -49,6 +49,8 @@ class _ZlibDecoder:
         self._head = b""  # deflate: a first byte, held until the zlib header can be judged
 
     def feed(self, data: bytes) -> Iterator[bytes]:
+        if self._zobj.eof and not self._gzip:
+            return  # bytes after a deflate stream mean nothing, and zlib would keep them all
         if not self._gzip and not self._started:
             # Whether "deflate" is zlib-wrapped shows only in its first two
             # bytes; a lone first byte decodes either way and proves nothing.
@@ -115,6 +117,7 @@ class _BrotliDecoder:
 
 
 def _pieces(data: bytes) -> Iterator[bytes]:
+    """``data`` in pieces of at most PIECE bytes (one piece, uncopied, in the common case)."""
     if len(data) <= PIECE:
         if data:
             yield data

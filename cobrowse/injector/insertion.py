@@ -30,7 +30,10 @@ from collections.abc import Callable
 
 _WHITESPACE = b" \t\n\r\f"
 _WHITESPACE_RUN = re.compile(rb"[ \t\n\r\f]+")
-_START_TAG = re.compile(rb"<([a-zA-Z][^\t\n\r\f />]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
+# A quote starts a quoted value only right after "=": in "content=Joe's>" it is just a character.
+_START_TAG = re.compile(
+    rb"<([a-zA-Z][^\t\n\r\f />]*)((?:[^>=]++|=[\t\n\r\f ]*+(?:\"[^\"]*+\"|'[^']*+'|(?![\"'])))*+)>"
+)
 _END_TAG = re.compile(rb"</([a-zA-Z][^\t\n\r\f />]*)[^>]*>")
 _ATTRIBUTE = re.compile(
     rb"([^\t\n\r\f />\"'=][^\t\n\r\f />\"'=]*)(?:[\t\n\r\f ]*=[\t\n\r\f ]*"

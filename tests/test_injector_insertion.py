@@ -1,0 +1,273 @@
+"""Where the injector puts its tag, and that it never changes anything else.
+
+The table gives realistic documents with ``^^`` marking where our tag must
+land; each runs through the whole identity pipeline (``Injector.plan_page``)
+and, split at every byte, through the scanner alone. The property tests then
+throw generated HTML-ish documents and random chunkings at it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cobrowse.injector import Injector, InsertionScanner, RequestInfo
+
+NONCE = "n0nce-for-tests"
+INJECTOR = Injector()
+SNIPPET = INJECTOR.snippet(NONCE)
+NAVIGATION = RequestInfo("GET", sec_fetch_dest="document")
+MARK = "^^"
+
+PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def page_through_plan(body: bytes, chunks: list[bytes] | None = None, content_type: str = "text/html") -> bytes:
+    plan = INJECTOR.plan_page(NAVIGATION, 200, [("Content-Type", content_type)], "https://shop.example", nonce=NONCE)
+    assert plan is not None
+    out = []
+    for chunk in chunks if chunks is not None else [body]:
+        out.extend(plan.body.feed(chunk))
+    out.extend(plan.body.finish())
+    assert plan.body.inserted
+    return b"".join(out)
+
+
+def scan(chunks: list[bytes], rewrite_meta_csp=None, max_hold: int = 64 * 1024) -> bytes:
+    scanner = InsertionScanner(SNIPPET, rewrite_meta_csp, max_hold)
+    out = [scanner.feed(chunk) for chunk in chunks]
+    out.append(scanner.finish())
+    assert scanner.inserted
+    return b"".join(out)
+
+
+def split_at(data: bytes, cuts) -> list[bytes]:
+    cuts = sorted(set(c for c in cuts if 0 < c < len(data)))
+    bounds = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def one_byte_chunks(data: bytes) -> list[bytes]:
+    return [data[i:i + 1] for i in range(len(data))]
+
+
+BIG_SCRIPT = "var big = '" + "</head><meta http-equiv=Content-Security-Policy content=x>" * 4000 + "';"
+
+# (name, document with ^^ where our tag goes). The document fed in is the
+# same text without the mark, encoded as UTF-8 (with a BOM where it says so).
+CASES = [
+    ("html5 page", '<!DOCTYPE html>\n<html lang="en">\n<head>\n  <meta charset="utf-8">\n  ^^<title>Shop</title>\n</head>\n<body>x</body></html>'),
+    ("lowercase doctype", "<!doctype html><html><head>^^<title>t</title></head><body></body></html>"),
+    ("no doctype", "<html><head><meta charset=utf-8>^^<title>t</title></head></html>"),
+    ("no head", "<!DOCTYPE html><html>^^<body><p>hi</p></body></html>"),
+    ("no html no head", "<!DOCTYPE html>^^<p>hello</p>"),
+    ("fragment only", "^^<p>hello</p>"),
+    ("plain text", "^^just some words, no markup at all"),
+    ("text after html", "<html>^^hello"),
+    ("empty page", "^^"),
+    ("whitespace only", "\n \t\n^^"),
+    ("doctype only", "<!DOCTYPE html>\n^^"),
+    ("leading whitespace kept before tag", "\n\n  <!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n  ^^<link rel=stylesheet href=a.css>"),
+    ("before base", '<html><head><meta charset="utf-8">^^<base href="https://cdn.example/"><script src=a.js></script>'),
+    ("before first script", "<html><head>^^<script>window.x = 1</script>"),
+    ("before link", '<head>^^<link rel="preload" href="a.js" as="script">'),
+    ("before style", "<head>^^<style>body{}</style>"),
+    ("before noscript", "<head>^^<noscript><meta http-equiv=refresh content=0></noscript>"),
+    ("before body", "<html>^^<body class=home>"),
+    ("before end of head", "<html><head><meta charset=utf-8>^^</head><body></body></html>"),
+    ("before frameset", "<html><head>^^<frameset><frame src=a></frameset>"),
+    ("before svg", "^^<svg xmlns='http://www.w3.org/2000/svg'></svg>"),
+    ("metas all stay before us", '<head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><meta name=robots content=noindex>^^<title>t</title>'),
+    ("meta later in head stays after us", "<head><meta charset=utf-8>^^<title>t</title><meta name=description content=d>"),
+    ("self-closing meta", '<html><head><meta charset="utf-8" />^^<title>t</title>'),
+    ("uppercase tags", '<!DOCTYPE HTML><HTML><HEAD><META HTTP-EQUIV="Content-Type" CONTENT="text/html; charset=UTF-8">^^<TITLE>T</TITLE></HEAD>'),
+    ("mixed case tags", "<Html><hEaD><Meta Charset=utf-8>^^<tItLe>t</TiTlE>"),
+    ("attributes with > in quotes", '<html data-x="a>b" class=\'c>d\'><head data-y=">"><meta name="x" content="1 > 0">^^<title>t</title>'),
+    ("spaces around =", "<html><head><meta name = \"a>b\" content= 'c>d' >^^<title>t</title>"),
+    ("apostrophe in unquoted value", "<html><head><meta property=og:title content=Joe's>^^<script>var a='x';</script>"
+                                     "<title>t</title></head><body><p>it's <b>bold</b>"),
+    ("double quote in unquoted value", '<html lang=en><head><meta name=x content=a"b>^^<script>var a="x";</script></head>'
+                                       '<body class="c"><p>x</p>'),
+    ("attributes spread over lines", '<html\n  lang="en"\n  data-theme=dark\n><head\n>\n<meta\n charset="utf-8"\n>^^<title>t</title>'),
+    ("comment before html", "<!-- saved from url=(0014)about:internet --><html><head>^^<title>t</title>"),
+    ("comment containing </head>", "<html><head><!-- </head><body> -->^^<title>t</title>"),
+    ("comment containing tags before doctype", "<!-- <script>alert(1)</script> --><!DOCTYPE html><html>^^<body>"),
+    ("conditional comment", "<head><!--[if lt IE 9]><script src=html5shiv.js></script><![endif]-->^^<title>t</title>"),
+    ("empty comment <!-->", "<!--><html><head>^^<title>t</title>"),
+    ("empty comment <!--->", "<!---><html><head>^^<title>t</title>"),
+    ("comment <!---->", "<!----><html><head>^^<title>t</title>"),
+    ("comment closed by --!>", "<html><head><!-- old --!>^^<title>t</title><script>x()</script><!-- later -->"),
+    ("comment with dashes inside", "<head><!-- a -- b --- c ---->^^<title>t</title>"),
+    ("bogus comment", "<!x><?php echo 1 ?><html>^^<body>"),
+    ("xhtml", '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+              '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en">\n'
+              '<head>\n<meta http-equiv="Content-Type" content="application/xhtml+xml; charset=utf-8" />\n^^<title>x</title>'),
+    ("less-than that is text", "<html><head>^^< 3 is not a tag"),
+    ("end tag first", "<html><head><meta charset=utf-8>^^</title>"),
+    ("bom", "\ufeff^^<p>x</p>"),
+    ("bom then doctype", "\ufeff<!DOCTYPE html><html><head><meta charset=utf-8>^^<title>t</title>"),
+    ("bom plain text", "\ufeff^^text"),
+    ("non-ascii text", "<html><head><meta charset=utf-8>^^<title>Café ☕</title>"),
+    ("huge inline script in head", "<html><head><meta charset=utf-8>^^<script>" + BIG_SCRIPT + "</script><title>t</title></head>"),
+    ("huge comment first", "<!--" + "x" * 200_000 + "--><html><head>^^<title>t</title>"),
+    ("unterminated title", "<html><head>^^<title>a title that never ends"),
+    ("unterminated script", "<html><head>^^<script>var x = '</scr"),
+    ("unterminated comment", "<!-- never closed, the tag ends up last --^^"),
+    ("unterminated tag", "<html><head>^^<meta name='x"),
+]
+
+
+def _case(doc: str) -> tuple[bytes, bytes]:
+    assert doc.count(MARK) == 1
+    return doc.replace(MARK, "").encode("utf-8"), doc.replace(MARK, SNIPPET.decode()).encode("utf-8")
+
+
+@pytest.mark.parametrize("doc", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+def test_insertion_point(doc):
+    source, expected = _case(doc)
+    assert page_through_plan(source) == expected
+
+
+@pytest.mark.parametrize("doc", [c[1] for c in CASES if len(c[1]) < 2000], ids=[c[0] for c in CASES if len(c[1]) < 2000])
+def test_insertion_point_does_not_depend_on_chunking(doc):
+    source, expected = _case(doc)
+    for cut in range(1, len(source)):
+        assert page_through_plan(source, [source[:cut], source[cut:]]) == expected, f"split at {cut}"
+    assert page_through_plan(source, one_byte_chunks(source)) == expected
+
+
+@pytest.mark.parametrize("size", [1000, 64 * 1024, 100_000])
+def test_large_documents_in_chunks(size):
+    for name in ("huge inline script in head", "huge comment first"):
+        source, expected = _case(dict(CASES)[name])
+        chunks = [source[i:i + size] for i in range(0, len(source), size)]
+        assert page_through_plan(source, chunks) == expected
+
+
+def test_scanner_alone_ignores_a_bom():
+    # The BOM is page.py's business: the scanner sees only what follows it.
+    assert scan([b"<html><head><title>"]) == b"<html><head>" + SNIPPET + b"<title>"
+
+
+def test_head_end_in_script_string_is_not_the_end_of_the_head():
+    # After our tag the scanner keeps walking the head; "</head>" inside a
+    # script string must not end that walk (a later meta CSP still counts).
+    scanner = InsertionScanner(SNIPPET)
+    scanner.feed(b"<head><script>var s = '</head><body>';</script>")
+    assert not scanner.passing_through
+    scanner.feed(b"<link rel=icon href=i.png></head>\n")
+    assert not scanner.passing_through  # a <meta> before <body> still lands in the head
+    scanner.feed(b"<body>")
+    assert scanner.passing_through
+
+
+def test_passes_through_once_the_body_starts():
+    scanner = InsertionScanner(SNIPPET)
+    assert scanner.feed(b"<html><head><title>t</title></head><body>") .endswith(b"<body>")
+    assert scanner.passing_through
+    chunk = b"<meta http-equiv=Content-Security-Policy content=x>" * 3
+    assert scanner.feed(chunk) is chunk  # untouched, not even copied
+    assert scanner.finish() == b""
+
+
+def test_holds_back_only_an_incomplete_token():
+    scanner = InsertionScanner(SNIPPET)
+    assert scanner.feed(b"<!DOCTYPE html><html><he") == b"<!DOCTYPE html><html>"
+    # "<ti" could be any tag: whether ours goes before it waits for the name.
+    assert scanner.feed(b"ad><ti") == b"<head>"
+    assert scanner.feed(b"tle>") == SNIPPET + b"<title>"
+
+
+def test_streams_raw_text_without_holding_it():
+    scanner = InsertionScanner(SNIPPET)
+    scanner.feed(b"<head><script>")
+    body = b"x" * 100_000
+    out = scanner.feed(body)
+    # Only what could begin "</script" is held back.
+    assert len(body) - len(out) <= len(b"</script")
+    assert scanner.feed(b"</script>") + scanner.finish() == body[len(out):] + b"</script>"
+
+
+def test_max_hold_caps_an_endless_tag():
+    scanner = InsertionScanner(SNIPPET, max_hold=1024)
+    out = scanner.feed(b"<html><head><meta content='" + b"x" * 2000)
+    # The tag cannot be read within the cap: our tag goes in before it and the rest passes.
+    assert out.startswith(b"<html><head>" + SNIPPET + b"<meta content='xxx")
+    assert scanner.passing_through
+    assert out.replace(SNIPPET, b"") == b"<html><head><meta content='" + b"x" * 2000
+
+
+def test_max_hold_is_not_hit_by_an_ordinary_long_head():
+    head = b"<html><head>" + b"<meta name=a content=b>" * 10_000
+    out = scan([head[i:i + 1000] for i in range(0, len(head), 1000)] + [b"<title>"], max_hold=4096)
+    assert out == head + SNIPPET + b"<title>"
+
+
+# Property tests ----------------------------------------------------------
+
+FRAGMENTS = [
+    b"<!DOCTYPE html>", b"<!doctype html>", b'<?xml version="1.0"?>', b"<html>", b'<html lang="en">', b"<HTML>",
+    b"<head>", b"<HEAD >", b"</head>", b'<meta charset="utf-8">', b"<meta name=viewport content='width=device-width'>",
+    b"<META CHARSET=UTF-8 />", b'<meta name="x" content="a>b">', b"<!-- </head> -->", b"<!-->", b"<!--->", b"<!---->",
+    b"<!-- <meta http-equiv=refresh> -->", b"<!-- x --!>", b"<title>a </head> b</title>", b"<title>",
+    b"<script>var s = '</head><body>';</script>", b"<script>", b"</script>", b"</SCRIPT >", b"<style>p>a{}</style>",
+    b'<link rel="stylesheet" href="a.css">', b'<base href="/">', b"<noscript><p>x</p></noscript>", b"<body>", b"<p>",
+    b"</p>", b"text", b"caf\xc3\xa9", b"\n", b"  ", b"\t", b"<", b">", b"-", b"!", b"</", b"<!", b"<!--", b"-->", b"'", b'"',
+    b"<div data-x='>'>", b"< 3", b"</>", b"<template><meta x></template>", b"<svg/>",
+]
+
+documents = st.lists(
+    st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=4)), max_size=25,
+).map(b"".join).filter(lambda doc: SNIPPET not in doc)
+
+
+@st.composite
+def chunkings(draw, doc: bytes) -> list[bytes]:
+    if draw(st.booleans()) and len(doc) < 400:
+        return one_byte_chunks(doc)
+    cuts = draw(st.lists(st.integers(0, len(doc)), max_size=12))
+    return split_at(doc, cuts)
+
+
+@PROPERTY_SETTINGS
+@given(doc=documents, data=st.data())
+def test_property_chunking_never_changes_the_output(doc, data):
+    chunks = data.draw(chunkings(doc))
+    assert b"".join(chunks) == doc
+    assert scan(chunks) == scan([doc])
+
+
+@PROPERTY_SETTINGS
+@given(doc=documents, data=st.data())
+def test_property_removing_the_snippet_gives_the_page_back(doc, data):
+    out = scan(data.draw(chunkings(doc)))
+    assert out.count(SNIPPET) == 1
+    assert out.replace(SNIPPET, b"", 1) == doc
+
+
+@PROPERTY_SETTINGS
+@given(doc=documents, data=st.data())
+def test_property_whole_pipeline_same_as_scanner(doc, data):
+    chunks = data.draw(chunkings(doc))
+    out = page_through_plan(doc, chunks)
+    assert out.count(SNIPPET) == 1
+    assert out.replace(SNIPPET, b"", 1) == doc
+
+
+@PROPERTY_SETTINGS
+@given(doc=documents)
+def test_property_tag_lands_on_a_boundary_the_leading_run_allows(doc):
+    # Whatever precedes our tag is only whitespace, doctypes, comments and
+    # html/head/meta tags: never a script, base or text the page shows.
+    out = scan([doc])
+    before = out[:out.index(SNIPPET)]
+    leftover = re.sub(
+        # Comments (an unterminated one swallows the rest of the page, our
+        # tag included), doctypes and bogus comments, leading tags, spaces.
+        rb"<!--(?:-?>|.*?--!?>|.*\Z)|<[!?][^>]*>|<(?:html|head|meta)(?:[^>=]|=\s*(?:\"[^\"]*\"|'[^']*'|(?![\"'])))*>|[ \t\n\r\f]+",
+        b"", before, flags=re.IGNORECASE | re.DOTALL,
+    )
+    assert leftover == b"", leftover
