@@ -7,7 +7,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -97,6 +96,17 @@ async def test_migrations_create_tables_on_a_fresh_file_and_are_idempotent(tmp_p
         await again.start()  # start() twice is harmless
 
 
+async def test_concurrent_first_starts_migrate_once(tmp_path):
+    config = sqlite_config(tmp_path)
+    dbs = [Database.from_config(config) for _ in range(3)]
+    await asyncio.gather(*(db.start() for db in dbs))
+    try:
+        assert sorted(db.previous_revision or "" for db in dbs) == ["", head_revision(), head_revision()]
+        assert all(db.revision == head_revision() for db in dbs)
+    finally:
+        await asyncio.gather(*(db.stop() for db in dbs))
+
+
 async def test_models_match_the_migrations(db):
     assert await schema_differences(db) == []
 
@@ -162,6 +172,8 @@ async def test_unusable_locations_give_storage_errors(tmp_path):
         await Database("mysql+nosuchdriver://x/y").start()
     with pytest.raises(StorageError, match="not started"):
         Database("sqlite:///x.db").session()
+    with pytest.raises(StorageError, match=r"cannot open the database postgresql\+asyncpg://x:\*\*\*@127.0.0.1:1/db"):
+        await Database("postgresql://x:secret@127.0.0.1:1/db").start()  # nothing listens on port 1
 
 
 async def test_a_database_from_a_newer_version_is_refused(db, tmp_path):
@@ -176,14 +188,25 @@ async def test_read_then_write_transactions_do_not_fail_with_locked(db):
     # Each task reads, yields to the others, then writes: with a deferred BEGIN two of
     # them would both hold read snapshots and one would get "database is locked".
     async def bump(i: int) -> None:
-        async with db.transaction() as s:
+        async with db.session() as s:  # the default session, committed by hand
             count = await s.scalar(sa.select(sa.func.count()).select_from(User))
             await asyncio.sleep(0.01)
             s.add(User(username=f"u{i}-{count}", display_name="x", role=Role.agent, password_hash="x"))
+            await s.commit()
 
     await asyncio.gather(*(bump(i) for i in range(8)))
     names = [u.username for u in await accounts.list_users(db)]
     assert sorted(int(n.split("-")[1]) for n in names) == list(range(8))  # serialised: counts 0..7
+
+
+async def test_read_only_sessions_do_not_wait_for_writers(db):
+    await accounts.create_user(db, "alice", "password1")
+    async with db.transaction() as writer:  # holds the write lock
+        writer.add(User(username="bob", display_name="b", role=Role.agent, password_hash="x"))
+        await writer.flush()
+        async with db.session(read_only=True) as reader:  # sees the last commit, at once
+            names = await asyncio.wait_for(reader.scalars(sa.select(User.username)), 2)
+            assert list(names) == ["alice"]
 
 
 async def test_timestamps_are_aware_utc(db):
@@ -220,9 +243,11 @@ def test_production_hasher_is_argon2id_rfc9106():
 
 
 @pytest.mark.parametrize("name", ["a", "x" * 65, "bad name", "ümlaut", "a/b", "", "semi;colon", "a@b.c"])
-async def test_invalid_usernames_are_refused(db, name):
+async def test_invalid_usernames_are_refused(name):
     with pytest.raises(AccountError, match="invalid username"):
-        await accounts.create_user(db, name, "password1")
+        accounts.normalize_username(name)
+    with pytest.raises(AccountError, match="invalid username"):  # before touching the database
+        await accounts.create_user(Database("sqlite:///never-opened.db"), name, "password1")
 
 
 async def test_valid_usernames(db):
@@ -364,6 +389,8 @@ async def test_session_errors_and_open_sessions(db):
     await accounts.set_disabled(db, "bob")
     record = await cobrowse_sessions.start_session(db, site_host="a", visitor_id="v")
 
+    with pytest.raises(CobrowseSessionError, match="already exists"):
+        await cobrowse_sessions.start_session(db, site_host="a", visitor_id="v", session_id=record.id)
     assert await cobrowse_sessions.get_session(db, "unknown") is None
     assert await cobrowse_sessions.end_session(db, "unknown", "agent_ended") is None
     with pytest.raises(CobrowseSessionError, match="no co-browse session"):
@@ -411,6 +438,7 @@ def postgres_url():
             pytest.skip("running as root and there is no 'postgres' user to run the server as")
 
         def preexec():
+            os.setgroups([])
             os.setgid(owner.pw_gid)
             os.setuid(owner.pw_uid)
 
@@ -422,24 +450,19 @@ def postgres_url():
     try:
         subprocess.run([f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
                         "--no-sync"], check=True, capture_output=True, preexec_fn=preexec, timeout=60)
+        log = open(os.path.join(tmp, "server.log"), "wb")  # a pipe could fill up and block the server
         server = subprocess.Popen(
             [f"{bindir}/postgres", "-D", data, "-k", sock, "-c", "listen_addresses=", "-c", "fsync=off",
              "-p", "5432"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=preexec,
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec,
         )
+        log.close()
         deadline = time.monotonic() + 30
-        while not os.path.exists(os.path.join(sock, ".s.PGSQL.5432")):
+        while subprocess.run([f"{bindir}/pg_isready", "-q", "-h", sock, "-p", "5432"]).returncode != 0:
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"postgres did not start: {server.stderr.read().decode(errors='replace')}")
-            time.sleep(0.05)
-        s = socket.socket(socket.AF_UNIX)
-        for _ in range(200):  # the socket file appears slightly before it accepts
-            try:
-                s.connect(os.path.join(sock, ".s.PGSQL.5432"))
-                break
-            except OSError:
-                time.sleep(0.05)
-        s.close()
+                with open(os.path.join(tmp, "server.log"), errors="replace") as fh:
+                    raise RuntimeError(f"postgres did not start: {fh.read()}")
+            time.sleep(0.1)
         yield f"postgresql://postgres@/postgres?host={sock}"
     finally:
         if server is not None:
@@ -453,18 +476,12 @@ def postgres_url():
 
 
 async def test_postgresql(postgres_url):
-    db = Database(postgres_url)
-    assert db.url.drivername == "postgresql+asyncpg"
-    for attempt in range(50):  # "the database system is starting up"
-        try:
-            await db.start()
-            break
-        except StorageError:
-            if attempt == 49:
-                raise
-            await asyncio.sleep(0.1)
+    db, other = Database(postgres_url), Database(postgres_url)
+    await asyncio.gather(db.start(), other.start())  # the advisory lock: one migrates, one waits
+    await other.stop()
     try:
-        assert (db.previous_revision, db.revision) == (None, head_revision())
+        assert {db.previous_revision, other.previous_revision} == {None, head_revision()}
+        assert db.revision == head_revision()
         assert TABLES <= await table_names(db)
         assert await schema_differences(db) == []
 
@@ -487,3 +504,6 @@ async def test_postgresql(postgres_url):
         await db.stop()
     async with Database(postgres_url) as again:  # idempotent
         assert again.previous_revision == again.revision == head_revision()
+    with pytest.raises(StorageError, match='cannot open the database .*"nonexistent" does not exist'):
+        await Database(postgres_url.replace("/postgres?", "/nonexistent?")).start()
+

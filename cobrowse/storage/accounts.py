@@ -163,12 +163,12 @@ async def get_user(db: Database, username: str) -> User | None:
         name = normalize_username(username)
     except AccountError:
         return None
-    async with db.session() as s:
+    async with db.session(read_only=True) as s:
         return await s.scalar(sa.select(User).where(User.username == name))
 
 
 async def get_user_by_id(db: Database, user_id: int) -> User | None:
-    async with db.session() as s:
+    async with db.session(read_only=True) as s:
         return await s.get(User, user_id)
 
 
@@ -177,7 +177,7 @@ async def list_users(db: Database, *, include_disabled: bool = True) -> list[Use
     query = sa.select(User).order_by(User.username)
     if not include_disabled:
         query = query.where(User.disabled.is_(False))
-    async with db.session() as s:
+    async with db.session(read_only=True) as s:
         return list(await s.scalars(query))
 
 
@@ -251,7 +251,7 @@ async def authenticate(db: Database, username: str, password: str) -> User | Non
         name = None
     user = None
     if name is not None and len(password) <= MAX_PASSWORD_LENGTH:
-        async with db.session() as s:
+        async with db.session(read_only=True) as s:
             user = await s.scalar(sa.select(User).where(User.username == name))
     if user is None:
         await asyncio.to_thread(_verify_dummy_sync, password[:MAX_PASSWORD_LENGTH])

@@ -54,7 +54,8 @@ async def start_session(
     session_id: str | None = None,
     started_at: datetime | None = None,
 ) -> CobrowseSession:
-    """Record a new session (a fresh random id unless ``session_id`` is given)."""
+    """Record a new session (a fresh random id unless ``session_id`` is given; a
+    ``session_id`` already recorded raises CobrowseSessionError)."""
     record = CobrowseSession(
         id=session_id or new_session_id(),
         site_host=site_host,
@@ -65,8 +66,11 @@ async def start_session(
         end_reason=None,
         participants=[],
     )
-    async with db.transaction() as s:
-        s.add(record)
+    try:
+        async with db.transaction() as s:
+            s.add(record)
+    except sa.exc.IntegrityError:
+        raise CobrowseSessionError(f"co-browse session {record.id!r} already exists") from None
     return record
 
 
@@ -159,7 +163,7 @@ async def participant_left(
 
 
 async def get_session(db: Database, session_id: str) -> CobrowseSession | None:
-    async with db.session() as s:
+    async with db.session(read_only=True) as s:
         return await s.get(CobrowseSession, session_id)
 
 
@@ -174,5 +178,5 @@ async def list_sessions(
         query = query.where(CobrowseSession.ended_at.is_not(None))
     if visitor_id is not None:
         query = query.where(CobrowseSession.visitor_id == visitor_id)
-    async with db.session() as s:
+    async with db.session(read_only=True) as s:
         return list(await s.scalars(query))

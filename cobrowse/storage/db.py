@@ -3,8 +3,10 @@
     db = Database.from_config(config)
     await db.start()                    # opens the engine, migrates to head
     async with db.session() as s:       # an AsyncSession (expire_on_commit=False)
+        ...                             # you commit
+    async with db.transaction() as s:   # the same, committed at the end of the block
         ...
-    async with db.session(write=True) as s, s.begin():   # read-then-write
+    async with db.session(read_only=True) as s:   # queries only
         ...
     await db.stop()
 
@@ -23,10 +25,13 @@ programmatically on every start: no ``alembic.ini``. To write a new one::
 SQLite specifics (see :func:`_sqlite_on_connect`): WAL journal,
 ``synchronous=FULL``, ``foreign_keys=ON``, a busy timeout, and real
 transactions: SQLAlchemy emits ``BEGIN`` itself (the sqlite3 module's legacy
-mode would run SELECTs outside any transaction), and ``session(write=True)``
-emits ``BEGIN IMMEDIATE`` so a read-then-write transaction takes the write lock
-first and waits for it (busy timeout) instead of failing with "database is
-locked" when it tries to upgrade its read lock.
+mode would run SELECTs outside any transaction). Sessions start with ``BEGIN
+IMMEDIATE``: a transaction that reads and then writes (the usual ORM pattern,
+and e.g. "next sequence number in this conversation") takes the write lock up
+front and waits for it (busy timeout) instead of failing with "database is
+locked" when it tries to upgrade a read lock another writer has overtaken.
+``session(read_only=True)`` uses a plain ``BEGIN`` for queries, which never
+wait for writers in WAL mode. On PostgreSQL both are ordinary transactions.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ BUSY_TIMEOUT_MS = 10_000  # how long a connection waits for another writer's loc
 
 _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
 _BEGIN_OPTION = "cobrowse_sqlite_begin"  # execution option read by the "begin" hook
+_PG_MIGRATION_LOCK = 0x636F62726F777365  # pg_advisory_xact_lock key while migrating ("cobrowse")
 
 
 class StorageError(Exception):
@@ -146,7 +152,7 @@ class Database:
         self.previous_revision: str | None = None  # after start(): the revision before migrating
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
-        self._write_sessions: async_sessionmaker[AsyncSession] | None = None
+        self._read_sessions: async_sessionmaker[AsyncSession] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Database:
@@ -188,14 +194,13 @@ class Database:
         except BaseException:
             await self.stop()
             raise
-        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
-        write_engine = self._engine.execution_options(**{_BEGIN_OPTION: "immediate"}) if self.is_sqlite else self._engine
-        self._write_sessions = async_sessionmaker(write_engine, expire_on_commit=False)
+        self._sessions = async_sessionmaker(self._immediate(self._engine), expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(self._engine, expire_on_commit=False)
 
     async def stop(self) -> None:
         """Close every pooled connection. Idempotent; the object can be started again."""
         engine, self._engine = self._engine, None
-        self._sessions = self._write_sessions = None
+        self._sessions = self._read_sessions = None
         if engine is not None:
             await engine.dispose()
 
@@ -206,14 +211,15 @@ class Database:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    def session(self, *, write: bool = False) -> AsyncSession:
+    def session(self, *, read_only: bool = False) -> AsyncSession:
         """A new AsyncSession (use ``async with``); objects stay usable after commit.
 
-        ``write=True`` for transactions that read and then write: on SQLite they
-        start with ``BEGIN IMMEDIATE`` (see the module docstring). Plain inserts or
-        updates don't need it.
+        On SQLite its transactions take the write lock at once (``BEGIN IMMEDIATE``,
+        see the module docstring), so keep them short and never await network I/O
+        inside one. ``read_only=True`` for sessions that only query: they run
+        alongside writers.
         """
-        factory = self._write_sessions if write else self._sessions
+        factory = self._read_sessions if read_only else self._sessions
         if factory is None:
             raise StorageError("the database is not started (call await db.start())")
         return factory()
@@ -222,10 +228,14 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """``async with db.transaction() as s:`` a write session in a transaction,
         committed at the end of the block (rolled back on an exception)."""
-        async with self.session(write=True) as session, session.begin():
+        async with self.session() as session, session.begin():
             yield session
 
     # -- internals -------------------------------------------------------------
+
+    def _immediate(self, engine: AsyncEngine) -> AsyncEngine:
+        """The engine whose transactions start with BEGIN IMMEDIATE on SQLite (same pool)."""
+        return engine.execution_options(**{_BEGIN_OPTION: "immediate"}) if self.is_sqlite else engine
 
     def _create_engine(self) -> AsyncEngine:
         url = self.url
@@ -263,13 +273,16 @@ class Database:
             raise StorageError(f"cannot create the database in {where}: {exc.strerror or exc}") from None
 
     async def _migrate(self) -> None:
+        # One migrator at a time when several processes start together: on SQLite the
+        # transaction takes the write lock first (BEGIN IMMEDIATE), on PostgreSQL an
+        # advisory lock (see _upgrade_to_head).
         try:
-            async with self.engine.begin() as conn:
+            async with self._immediate(self.engine).begin() as conn:
                 self.previous_revision, self.revision = await conn.run_sync(_upgrade_to_head)
         except StorageError:
             raise
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as exc:
-            detail = getattr(exc, "orig", None) or exc
+        except (sa.exc.DBAPIError, OSError) as exc:  # unreachable, refused, no such database, ...
+            detail = str(getattr(exc, "orig", None) or exc).strip()
             raise StorageError(f"cannot open the database {self.display_url}: {detail}") from None
         if self.previous_revision != self.revision:
             log.info("database %s migrated from %s to %s", self.display_url,
@@ -283,6 +296,8 @@ def _upgrade_to_head(connection: sa.Connection) -> tuple[str | None, str | None]
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
     cfg = alembic_config()
     before = MigrationContext.configure(connection).get_current_revision()
     script = ScriptDirectory.from_config(cfg)

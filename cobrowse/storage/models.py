@@ -81,7 +81,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 
 class Role(enum.StrEnum):
-    """What an account may do. Supervisors see and join every session; admins also manage."""
+    """An account's role (what each may do is enforced where it matters: console, API)."""
 
     agent = "agent"
     supervisor = "supervisor"
