@@ -55,6 +55,7 @@ class Service:
         self.hub: Hub | None = None
         self._store: DatabaseSessionStore | None = None
         self.demo_accounts: list = []
+        self._abandoned: asyncio.Future | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -81,6 +82,7 @@ class Service:
             self._store = DatabaseSessionStore(self.db)
             self._store.start()
             self.hub = Hub(InMemoryBroker(), secret, store=self._store, idle_timeout=config.sessions.idle_timeout)
+            self._abandoned = asyncio.ensure_future(self._end_abandoned_sessions())
 
             # Our app listens on a unix socket in a private directory: only the proxy reaches it.
             self._socket_dir = tempfile.mkdtemp(prefix="cobrowse-")
@@ -110,7 +112,23 @@ class Service:
             await self.stop()
             raise
 
+    async def _end_abandoned_sessions(self) -> None:
+        """Sessions left open by the previous run end if nobody resumed them in time.
+
+        A restart does not end sessions (visitors resume them with their
+        tokens); those that nobody resumes within the idle timeout are over.
+        """
+        from .storage import cobrowse_sessions
+
+        await asyncio.sleep(self.config.sessions.idle_timeout)
+        for record in await cobrowse_sessions.list_sessions(self.db, active=True, limit=10_000):
+            if self.hub is not None and record.id not in self.hub.sessions:
+                await cobrowse_sessions.end_session(self.db, record.id, "idle_timeout")
+
     async def stop(self) -> None:
+        if self._abandoned is not None:
+            self._abandoned.cancel()
+            self._abandoned = None
         if self._server is not None:
             self._server.close()
             self._server = None
