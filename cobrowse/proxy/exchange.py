@@ -45,11 +45,13 @@ class Exchange:
         "reused", "response_started", "status", "reason", "up_headers", "up_length", "up_chunked",
         "framing", "plan", "out", "finished", "message_done", "tunnel", "last_activity",
         "client_paused_us", "connect_task", "client_keep_alive", "interim", "retried", "up_keep_alive",
+        "awaiting_continue",
     )
 
     def __init__(self, client: "ClientProtocol", target: Target, method: bytes, head: bytes,
                  request_info: RequestInfo | None, public_origin: str, public_host: str,
-                 upgrade: bool, request_chunked: bool, has_body: bool, client_keep_alive: bool) -> None:
+                 upgrade: bool, request_chunked: bool, has_body: bool, client_keep_alive: bool,
+                 awaiting_continue: bool = False) -> None:
         self.client = client
         self.proxy = client.proxy
         self.target = target
@@ -86,6 +88,7 @@ class Exchange:
         self.interim = False
         self.retried = False
         self.up_keep_alive = False
+        self.awaiting_continue = awaiting_continue  # the visitor holds its body back until a 100 Continue
 
     # ----- starting -------------------------------------------------------
 
@@ -98,9 +101,9 @@ class Exchange:
         self.last_activity = self.proxy.clock
         self.proxy.active.add(self)
 
-    async def _connect(self) -> None:
+    async def _connect(self, fresh: bool = False) -> None:
         try:
-            conn, new = await self.proxy.pool.acquire(self.target)
+            conn, new = await self.proxy.pool.acquire(self.target, fresh)
         except (TimeoutError, asyncio.TimeoutError):
             self._fail_before_response(504, f"connecting to the upstream timed out after {self.proxy.connect_timeout:g} s")
             return
@@ -138,6 +141,7 @@ class Exchange:
     # ----- request body from the visitor ----------------------------------
 
     def request_body(self, data: bytes) -> None:
+        self.last_activity = self.proxy.clock  # a slow upload is not a silent upstream
         if self.request_chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
         if self.conn is not None:
@@ -198,6 +202,8 @@ class Exchange:
         if 100 <= status < 200 and status != 101:
             # Interim responses (100 Continue, 103 Early Hints) go on to the visitor as they are.
             self.interim = True
+            if status == 100:
+                self.awaiting_continue = False
             if self.client.http11:
                 self.out.append(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, _join(self._mapped_headers())))
             return
@@ -226,6 +232,10 @@ class Exchange:
             framing = _UNTIL_CLOSE
             self.client_keep_alive = False
         self.framing = framing
+        if self.awaiting_continue and not self.request_done:
+            # A final answer instead of 100 Continue: the visitor will not send
+            # its body, so its next bytes must not be read as that body.
+            self.client_keep_alive = False
         if status == 101:
             headers.append((b"Connection", b"Upgrade"))
             for name, value in self.up_headers:
@@ -370,7 +380,7 @@ class Exchange:
         """Called by the proxy's sweep about once a second."""
         if self.finished or self.tunnel or self.client_paused_us:
             return  # a slow visitor is not the upstream's fault
-        if now - self.last_activity < self.proxy.read_timeout:
+        if now - self.last_activity < self.proxy.read_timeout_lagged:
             return
         if self.response_started:
             self._fail_during_response(f"the upstream stalled for {self.proxy.read_timeout:g} s mid-response")
@@ -380,25 +390,28 @@ class Exchange:
     def upstream_lost(self, exc: BaseException | None) -> None:
         if self.finished:
             return
+        self._drop_conn()  # its place in the pool is free again
         if self.tunnel:
             self.finished = True
-            self.conn = None
             self.client.end_tunnel()
             return
-        if self.response_started and self.framing == _UNTIL_CLOSE or (
-                self.response_started and self.framing == _LENGTH and self.up_length is None):
-            # A body delimited by the upstream closing: this close is its end.
-            self.conn = None
-            self.on_message_complete()
+        if self.response_started and self.up_length is None and not self.up_chunked:
+            # A body delimited by the upstream closing (whatever our framing
+            # toward the visitor): this close is its end.
+            try:
+                self.on_message_complete()
+            except _RelayError as error:
+                self._fail_during_response(str(error))
+                return
             self._flush()
             self._complete()
             return
-        self.conn = None
         if not self.response_started and self.reused and not self.retried and self.method in _IDEMPOTENT \
                 and self.request_done and self.pending_size == 0:
-            # A pooled connection the upstream had just closed: try once more on a fresh one.
+            # A pooled connection the upstream had just closed: try once more,
+            # on a new connection (the other pooled ones may be just as stale).
             self.retried = True
-            self.connect_task = self.proxy.loop.create_task(self._connect())
+            self.connect_task = self.proxy.loop.create_task(self._connect(fresh=True))
             return
         if self.response_started:
             self._fail_during_response(f"the upstream closed the connection mid-response ({exc!r})")
@@ -435,6 +448,9 @@ class Exchange:
         """The visitor went away; stop working for them."""
         if self.finished:
             return
+        if not self.tunnel:  # closing a tunnel is how it ends, not a fault
+            log.info("the visitor left before the answer to %s %s was complete%s", self.method.decode("latin-1"),
+                     self.target.key, " (mid-response)" if self.response_started else "")
         self.finished = True
         self._deactivate()
         if self.connect_task is not None:

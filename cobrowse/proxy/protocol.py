@@ -26,6 +26,7 @@ from .upstream import Target, UpstreamPool
 
 log = logging.getLogger("cobrowse.proxy")
 
+SWEEP_INTERVAL = 1.0  # seconds between timeout checks
 KEEPALIVE_TIMEOUT = 75.0  # idle seconds before an idle visitor connection (or a slow request head) is closed
 MAX_HEADERS = 200
 _EARLY_TUNNEL_LIMIT = 64 * 1024
@@ -40,6 +41,9 @@ class Proxy:
         self.loop = asyncio.get_running_loop()
         options = config.proxy
         self.read_timeout = options.read_timeout
+        # Activity is stamped with the sweep's clock, which lags by up to one
+        # interval: allowing for that, nothing times out before read_timeout.
+        self.read_timeout_lagged = options.read_timeout + SWEEP_INTERVAL
         self.connect_timeout = options.connect_timeout
         self.max_header_size = options.max_header_size
         self.max_body_size = options.max_body_size
@@ -55,7 +59,7 @@ class Proxy:
         self.clock = self.loop.time()
         self.active: set = set()  # exchanges waiting on an upstream
         self.connections: set[ClientProtocol] = set()
-        self._sweeper = self.loop.call_later(1.0, self._sweep)
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         self.internal = Target(key="internal", host="", port=0, tls=False, unix_path=internal_socket, internal=True)
         self._targets: dict[Site, Target] = {}
         for site in config.sites:
@@ -79,7 +83,7 @@ class Proxy:
             exchange.check_timeout(now)
         for connection in list(self.connections):
             connection.check_idle(now)
-        self._sweeper = self.loop.call_later(1.0, self._sweep)
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def close(self) -> None:
         self._sweeper.cancel()
@@ -225,7 +229,7 @@ class ClientProtocol(asyncio.Protocol):
         content_length = None
         chunked = upgrade_value = None
         forwarded_proto = forwarded_host = None
-        sec_fetch_dest = accept = accept_encoding = requested_with = None
+        sec_fetch_dest = accept = accept_encoding = requested_with = expect = None
         for name, value in self.headers:
             lname = name.lower()
             if lname == b"host":
@@ -244,6 +248,8 @@ class ClientProtocol(asyncio.Protocol):
                 accept_encoding = value
             elif lname == b"x-requested-with":
                 requested_with = value
+            elif lname == b"expect":
+                expect = value
             elif lname == b"x-forwarded-proto":
                 forwarded_proto = value
             elif lname == b"x-forwarded-host":
@@ -296,7 +302,8 @@ class ClientProtocol(asyncio.Protocol):
                                    upstream_accept_encoding(_str(accept_encoding)) if navigate else None)
         return Exchange(self, target, method, head, request_info, public_origin, public_host,
                         upgrade=is_upgrade, request_chunked=bool(chunked), has_body=has_body,
-                        client_keep_alive=keep_alive)
+                        client_keep_alive=keep_alive,
+                        awaiting_continue=has_body and expect is not None and b"100-continue" in expect.lower())
 
     def _upstream_head(self, target: Target, method: bytes, url: bytes, host: bytes, scheme: str,
                        public_host: str, chunked: bool, upgrade: bytes | None,
@@ -314,7 +321,9 @@ class ClientProtocol(asyncio.Protocol):
             if lname == b"x-forwarded-for":
                 prior_forwarded_for = value
                 continue
-            if lname in (b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"):
+            if lname in (b"x-forwarded-proto", b"x-forwarded-host"):
+                continue  # sent below as we determined them (from these only when trusted)
+            if lname == b"forwarded":
                 if proxy.trust_forwarded and not internal:
                     lines.append(b"%b: %b\r\n" % (name, value))
                 continue
@@ -334,9 +343,8 @@ class ClientProtocol(asyncio.Protocol):
             lines.append(b"X-Forwarded-For: %b, %b\r\n" % (prior_forwarded_for, peer))
         else:
             lines.append(b"X-Forwarded-For: %b\r\n" % peer)
-        if internal or not proxy.trust_forwarded:
-            lines.append(b"X-Forwarded-Proto: %b\r\nX-Forwarded-Host: %b\r\n"
-                         % (scheme.encode(), public_host.encode("latin-1")))
+        lines.append(b"X-Forwarded-Proto: %b\r\nX-Forwarded-Host: %b\r\n"
+                     % (scheme.encode(), public_host.encode("latin-1")))
         if upgrade is not None:
             lines.append(b"Connection: Upgrade\r\nUpgrade: %b\r\n" % upgrade)
         lines.append(b"\r\n")

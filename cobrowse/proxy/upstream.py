@@ -96,7 +96,7 @@ class UpstreamPool:
         self._idle: dict[str, collections.deque[UpstreamProtocol]] = {}
         self._busy: dict[str, int] = collections.defaultdict(int)  # connections in use or opening
         self._waiters: dict[str, collections.deque[asyncio.Future]] = collections.defaultdict(collections.deque)
-        self._ssl = ssl.create_default_context()
+        self._ssl: ssl.SSLContext | None = None  # made on first use: loading the CA store is slow
         self._loop = loop
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
@@ -111,10 +111,11 @@ class UpstreamPool:
                 return conn
         return None
 
-    async def acquire(self, target: Target) -> tuple[UpstreamProtocol, bool]:
-        """A connection to ``target`` and whether it is a new one. Raises OSError/TimeoutError."""
+    async def acquire(self, target: Target, fresh: bool = False) -> tuple[UpstreamProtocol, bool]:
+        """A connection to ``target`` and whether it is a new one; a new one
+        whenever ``fresh`` is set. Raises OSError/TimeoutError."""
         while True:
-            conn = self.take_idle(target)
+            conn = None if fresh else self.take_idle(target)
             if conn is not None:
                 return conn, False
             if self._busy[target.key] < self._pool_size:
@@ -141,6 +142,8 @@ class UpstreamPool:
         def factory() -> UpstreamProtocol:
             return UpstreamProtocol(self, target)
 
+        if target.tls and self._ssl is None:
+            self._ssl = ssl.create_default_context()
         async with asyncio.timeout(self._connect_timeout):
             if target.unix_path is not None:
                 _, conn = await loop.create_unix_connection(factory, target.unix_path)
