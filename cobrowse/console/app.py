@@ -124,7 +124,7 @@ def build_console_app(config: Config, hub: Hub, db: Database, secret: bytes) -> 
         agent = await current_agent(request)
         if agent is None:
             raise web.HTTPUnauthorized(text="log in first\n")
-        return await hub.agent_socket(request, agent)
+        return await hub.agent_socket(request, agent, authenticate=current_agent)
 
     app = web.Application(middlewares=[security_headers])
     app.router.add_get("/", page)

@@ -181,7 +181,8 @@ class InsertionScanner:
             self._phase = _PASS  # <body> or any body element
 
         if self._phase == _PASS:
-            out.append(buf[pos:])
+            # A view, not a slice: the rest of a large first chunk is copied once, by join.
+            out.append(memoryview(buf)[pos:] if pos else buf)
             self._buf = b""
         else:
             self._buf = buf[pos:]

@@ -23,7 +23,7 @@ import httptools
 from ..injector import RequestInfo
 from ..injector.codec import DecodeError
 from .errors import error_page
-from .headers import HOP_BY_HOP, ResponseHeaderMapper, connection_tokens
+from .headers import HOP_BY_HOP, connection_tokens
 from .upstream import Target, UpstreamProtocol
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class Exchange:
         "reused", "response_started", "status", "reason", "up_headers", "up_length", "up_chunked",
         "framing", "plan", "out", "finished", "message_done", "tunnel", "last_activity",
         "client_paused_us", "connect_task", "client_keep_alive", "interim", "retried", "up_keep_alive",
+        "up_connection",
         "awaiting_continue",
     )
 
@@ -88,6 +89,7 @@ class Exchange:
         self.interim = False
         self.retried = False
         self.up_keep_alive = False
+        self.up_connection = False
         self.awaiting_continue = awaiting_continue  # the visitor holds its body back until a 100 Continue
 
     # ----- starting -------------------------------------------------------
@@ -182,6 +184,7 @@ class Exchange:
 
     # httptools callbacks
     def on_message_begin(self) -> None:
+        self.up_connection = False
         self.up_headers = []
         self.up_length = None
         self.up_chunked = False
@@ -192,7 +195,9 @@ class Exchange:
     def on_header(self, name: bytes, value: bytes) -> None:
         self.up_headers.append((name, value))
         lname = name.lower()
-        if lname == b"content-length":
+        if lname == b"connection":
+            self.up_connection = True
+        elif lname == b"content-length":
             self.up_length = int(value) if value.strip().isdigit() else None
         elif lname == b"transfer-encoding":
             self.up_chunked = b"chunked" in value.lower()
@@ -293,11 +298,11 @@ class Exchange:
 
     def _mapped_headers(self) -> list[tuple[bytes, bytes]]:
         if self.target.internal:
-            named = connection_tokens(self.up_headers)
+            named = connection_tokens(self.up_headers) if self.up_connection else frozenset()
             return [(n, v) for n, v in self.up_headers
                     if n.lower() not in HOP_BY_HOP and n.lower() not in named and n.lower() != b"content-length"]
-        mapper = ResponseHeaderMapper(self.target.upstream, self.public_origin, self.public_host)
-        return mapper.map(self.up_headers)
+        mapper = self.proxy.header_mapper(self.target, self.public_origin, self.public_host)
+        return mapper.map(self.up_headers, self.up_connection)
 
     def _plan_injection(self, status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         # Cheap check on bytes first: most navigations answered with HTML are
@@ -321,7 +326,13 @@ class Exchange:
     def _flush(self) -> None:
         out = self.out
         if out:
-            self.client.transport.writelines(out) if len(out) > 1 else self.client.transport.write(out[0])
+            # One write, one segment: small pieces are joined, large ones go out as a vector.
+            if len(out) == 1:
+                self.client.transport.write(out[0])
+            elif sum(map(len, out)) <= 65536:
+                self.client.transport.write(b"".join(out))
+            else:
+                self.client.transport.writelines(out)
             self.out = []
 
     def _complete(self) -> None:

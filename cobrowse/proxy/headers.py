@@ -128,9 +128,9 @@ class ResponseHeaderMapper:
             kept.append(attr)
         return ";".join(kept)
 
-    def map(self, headers: ByteHeaders) -> ByteHeaders:
+    def map(self, headers: ByteHeaders, has_connection: bool = True) -> ByteHeaders:
         """Response headers for the visitor: hop-by-hop ones dropped, URLs and cookies mapped."""
-        named = connection_tokens(headers)
+        named = connection_tokens(headers) if has_connection else frozenset()
         out: ByteHeaders = []
         for name, value in headers:
             lname = name.lower()

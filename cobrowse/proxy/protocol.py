@@ -21,12 +21,13 @@ from ..injector import Injector, RequestInfo, is_navigation, upstream_accept_enc
 from .errors import error_page
 from .exchange import Exchange
 from .nonces import NonceSource
-from .headers import HOP_BY_HOP, Upstream, connection_tokens, strip_own_cookies
+from .headers import HOP_BY_HOP, ResponseHeaderMapper, Upstream, connection_tokens, strip_own_cookies
 from .upstream import Target, UpstreamPool
 
 log = logging.getLogger("cobrowse.proxy")
 
 SWEEP_INTERVAL = 1.0  # seconds between timeout checks
+_NO_TOKENS: frozenset[bytes] = frozenset()
 KEEPALIVE_TIMEOUT = 75.0  # idle seconds before an idle visitor connection (or a slow request head) is closed
 MAX_HEADERS = 200
 _EARLY_TUNNEL_LIMIT = 64 * 1024
@@ -62,6 +63,8 @@ class Proxy:
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         self.internal = Target(key="internal", host="", port=0, tls=False, unix_path=internal_socket, internal=True)
         self._targets: dict[Site, Target] = {}
+        self._by_host: dict[str, Target | None] = {}
+        self._mappers: dict[tuple[str, str], ResponseHeaderMapper] = {}
         for site in config.sites:
             up = Upstream.parse(site.upstream)
             self._targets[site] = Target(key=up.origin, host=up.host, port=up.port, tls=up.scheme == "https",
@@ -71,8 +74,24 @@ class Proxy:
     def target_for(self, path: bytes, host: str) -> Target | None:
         if path.startswith(self.prefix) or path == self.prefix_bare or path.startswith(self.prefix_bare + b"?"):
             return self.internal
+        try:
+            return self._by_host[host]
+        except KeyError:
+            pass
         site = self.config.site_for_host(host)
-        return self._targets[site] if site is not None else None
+        target = self._targets[site] if site is not None else None
+        if len(self._by_host) < 1024:  # bounded: Host headers come from anyone
+            self._by_host[host] = target
+        return target
+
+    def header_mapper(self, target: Target, public_origin: str, public_host: str) -> ResponseHeaderMapper:
+        key = (target.key, public_origin)
+        mapper = self._mappers.get(key)
+        if mapper is None:
+            mapper = ResponseHeaderMapper(target.upstream, public_origin, public_host)
+            if len(self._mappers) < 1024:
+                self._mappers[key] = mapper
+        return mapper
 
     def __call__(self) -> "ClientProtocol":
         return ClientProtocol(self)
@@ -230,10 +249,13 @@ class ClientProtocol(asyncio.Protocol):
         chunked = upgrade_value = None
         forwarded_proto = forwarded_host = None
         sec_fetch_dest = accept = accept_encoding = requested_with = expect = None
+        connection_seen = False
         for name, value in self.headers:
             lname = name.lower()
             if lname == b"host":
                 host = value
+            elif lname == b"connection":
+                connection_seen = True
             elif lname == b"content-length":
                 content_length = value
             elif lname == b"transfer-encoding":
@@ -290,14 +312,14 @@ class ClientProtocol(asyncio.Protocol):
 
         request_info = None
         navigate = False
-        if not target.internal and proxy.inject:
+        if not target.internal and proxy.inject and _may_be_navigation(sec_fetch_dest, accept):
             info = RequestInfo(method.decode("latin-1"), _str(sec_fetch_dest), _str(accept),
                                _str(accept_encoding), _str(requested_with))
             if is_navigation(info):
                 request_info = info
                 navigate = True
 
-        head = self._upstream_head(target, method, url, host, scheme, public_host, bool(chunked),
+        head = self._upstream_head(target, method, url, host, scheme, public_host, bool(chunked), connection_seen,
                                    upgrade_value if is_upgrade else None,
                                    upstream_accept_encoding(_str(accept_encoding)) if navigate else None)
         return Exchange(self, target, method, head, request_info, public_origin, public_host,
@@ -306,11 +328,11 @@ class ClientProtocol(asyncio.Protocol):
                         awaiting_continue=has_body and expect is not None and b"100-continue" in expect.lower())
 
     def _upstream_head(self, target: Target, method: bytes, url: bytes, host: bytes, scheme: str,
-                       public_host: str, chunked: bool, upgrade: bytes | None,
+                       public_host: str, chunked: bool, connection_seen: bool, upgrade: bytes | None,
                        accept_encoding: str | None) -> bytes:
         proxy = self.proxy
         internal = target.internal
-        named = connection_tokens(self.headers)
+        named = connection_tokens(self.headers) if connection_seen else _NO_TOKENS
         lines = [b"%b %b%b HTTP/1.1\r\nHost: %b\r\n" % (method, target.base_path, url,
                                                           host if internal else target.host_header)]
         prior_forwarded_for = None
@@ -450,6 +472,13 @@ class _FixedResponse:
 
     def client_resume_writing(self) -> None:
         pass
+
+
+def _may_be_navigation(sec_fetch_dest: bytes | None, accept: bytes | None) -> bool:
+    """A cheap test on bytes that rules out most subresource requests; is_navigation decides."""
+    if sec_fetch_dest is not None:
+        return sec_fetch_dest.lower() in (b"document", b"iframe", b"frame")
+    return accept is not None and b"text/html" in accept.lower()
 
 
 def _str(value: bytes | None) -> str | None:

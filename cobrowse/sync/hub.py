@@ -36,6 +36,7 @@ CODE_TTL = 600.0  # a share code is good for ten minutes
 HELLO_TIMEOUT = 10.0
 MAX_BAD_FRAMES = 50  # per connection, before we stop listening to it
 OUTBOX_LIMIT = 64 * 1024 * 1024  # bytes queued for one slow connection before it is dropped
+ENDED_MEMORY = 24 * 3600.0  # how long an ended session's resume token stays refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +61,11 @@ Authenticate = Callable[[web.Request], Awaitable[AgentIdentity | None]]
 class Connection:
     """One websocket with an outbox drained by its own writer task."""
 
-    __slots__ = ("ws", "outbox", "queued", "wake", "writer", "unsubscribers", "closed", "peer")
+    __slots__ = ("ws", "outbox", "queued", "wake", "writer", "unsubscribers", "closed", "peer", "transport")
 
-    def __init__(self, ws: web.WebSocketResponse, peer: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, peer: str, transport: asyncio.BaseTransport | None = None) -> None:
         self.ws = ws
+        self.transport = transport
         self.outbox: deque[bytes] = deque()
         self.queued = 0
         self.wake = asyncio.Event()
@@ -80,7 +82,15 @@ class Connection:
         if self.queued > OUTBOX_LIMIT:
             log.warning("dropping %s: %d bytes queued and not read", self.peer, self.queued)
             self.closed = True
-            asyncio.ensure_future(self.ws.close(code=1013, message=b"too slow"))
+            self.outbox.clear()
+            self.queued = 0
+            if self.transport is not None:
+                # It reads nothing, so no closing handshake would get through: cut it off,
+                # and its handler ends (the agent leaves, the viewers list is right again).
+                self.writer.cancel()
+                self.transport.abort()
+            else:
+                asyncio.ensure_future(self.ws.close(code=1013, message=b"too slow"))
             return
         self.wake.set()
 
@@ -103,11 +113,14 @@ class Connection:
     def subscribe(self, broker: Broker, topic: str) -> None:
         self.unsubscribers.append(broker.subscribe(topic, self.deliver))
 
-    async def close(self) -> None:
-        self.closed = True
+    def unsubscribe(self) -> None:
         for unsubscribe in self.unsubscribers:
             unsubscribe()
         self.unsubscribers.clear()
+
+    async def close(self) -> None:
+        self.closed = True
+        self.unsubscribe()
         # Let what is queued go out first (an `ended` frame, say), briefly.
         if self.outbox and not self.ws.closed:
             self.wake.set()
@@ -127,6 +140,7 @@ class Hub:
         self.idle_timeout = idle_timeout
         self.clock = clock
         self.sessions: dict[str, CobrowseSession] = {}
+        self._ended: dict[str, tuple[str, float]] = {}  # session id -> (reason, when): not to be resumed
         self._codes: dict[str, tuple[str, float]] = {}  # code -> (session id, expires)
         self._code_guesses = KeyedLimiter(rate=10 / 600, burst=10)  # per agent and per address
         self.bad_frames = 0  # counted for monitoring
@@ -155,10 +169,14 @@ class Hub:
         for session in list(self.sessions.values()):
             self._route(session, session.tick(now, self.idle_timeout))
             if session.ended is not None:
+                self._persist(self.store.session_ended(session.id, session.ended.value) if self.store else None)
                 self._forget(session)
         for code, (_, expires) in list(self._codes.items()):
             if expires < now:
                 del self._codes[code]
+        for session_id, (_, ended) in list(self._ended.items()):
+            if now - ended > ENDED_MEMORY:
+                del self._ended[session_id]
         self._code_guesses.sweep(now)
         self._ticker = asyncio.get_running_loop().call_later(1.0, self._tick)
 
@@ -171,7 +189,7 @@ class Hub:
     def check_resume(self, token: str, visitor_id: str) -> str | None:
         session_id, _, _ = token.partition(".")
         expected = self.resume_token(session_id, visitor_id)
-        return session_id if session_id and hmac.compare_digest(expected, token) else None
+        return session_id if session_id and hmac.compare_digest(expected.encode(), token.encode()) else None
 
     def _new_code(self, session_id: str, now: float) -> tuple[str, float]:
         while True:
@@ -187,7 +205,7 @@ class Hub:
         ws = web.WebSocketResponse(max_msg_size=p.MAX_VISITOR_FRAME, compress=True, heartbeat=30.0)
         await ws.prepare(request)
         peer = request.headers.get("X-Forwarded-For", request.remote or "?").split(",")[-1].strip()
-        connection = Connection(ws, f"visitor {peer}")
+        connection = Connection(ws, f"visitor {peer}", request.transport)
         self._connections.add(connection)
         site = request.headers.get("X-Forwarded-Host") or request.host
         state = _VisitorState()
@@ -207,6 +225,7 @@ class Hub:
                 if frame is None:
                     state.bad_frames += 1
                     if state.bad_frames > MAX_BAD_FRAMES:
+                        await ws.close(code=1008, message=b"too many bad frames")
                         break
                     continue
                 self._visitor_frame(connection, state, frame, site)
@@ -224,6 +243,10 @@ class Hub:
         session_id = self.check_resume(hello.resume, state.visitor) if hello.resume else None
         if hello.resume and session_id is None:
             connection.send(p.Error(code="bad_resume", message="this sharing session cannot be resumed", re="hello"))
+        if session_id in self._ended:
+            # Ended (stopped in another tab, say, while this one loaded a page): consent is over.
+            connection.send(p.Ended(session=session_id, reason=self._ended[session_id][0]))
+            session_id = None
         if session_id is not None:
             session = self.sessions.get(session_id)
             if session is None:
@@ -233,26 +256,32 @@ class Hub:
                 self.sessions[session_id] = session
                 self._publish_queue()
         if session is not None and session.ended is None:
-            self._attach_tab(connection, state, session, now)
+            self._attach_tab(connection, state, session, now, hello.last_seq)
             have_seq = session.tabs[state.tab].next_seq - 1
             connection.send(p.Welcome(v=p.VERSION, session=session.id, have_seq=have_seq,
                                       viewers=session.viewers()))
-            if session.tabs[state.tab].awaiting_snapshot:
+            tab = session.tabs[state.tab]
+            if tab.awaiting_snapshot:
+                tab.snapshot_requested = True
                 connection.send(p.SnapshotPlease())
         else:
             connection.send(p.Welcome(v=p.VERSION))
 
     def _attach_tab(self, connection: Connection, state: "_VisitorState", session: CobrowseSession,
-                    now: float) -> None:
+                    now: float, last_seq: int = -1) -> None:
         state.session = session
         connection.subscribe(self.broker, visitor_tab_topic(session.id, state.tab))
         connection.subscribe(self.broker, visitor_topic(session.id))
-        _, out = session.tab_connected(state.tab, state.url, state.title, now)
+        _, out = session.tab_connected(state.tab, state.url, state.title, now, last_seq)
         self._route(session, out)
 
     def _visitor_frame(self, connection: Connection, state: "_VisitorState", frame, site: str) -> None:
         now = self.clock()
         session = state.session
+        if session is not None and session.ended is not None:
+            # It ended (here, in another tab, by an agent, when idle): this tab shares no more.
+            connection.unsubscribe()
+            state.session = session = None
         kind = type(frame)
         if kind is p.Events:
             if session is None:
@@ -297,12 +326,14 @@ class Hub:
 
     # ----- agents ---------------------------------------------------------------------
 
-    async def agent_socket(self, request: web.Request, agent: AgentIdentity) -> web.WebSocketResponse:
+    async def agent_socket(self, request: web.Request, agent: AgentIdentity,
+                           authenticate: Authenticate | None = None) -> web.WebSocketResponse:
+        """An agent's socket; ``authenticate`` (the console's login check) is asked again on every join."""
         ws = web.WebSocketResponse(max_msg_size=p.MAX_AGENT_FRAME, compress=True, heartbeat=30.0)
         await ws.prepare(request)
         key = secrets.token_urlsafe(12)
         peer = request.headers.get("X-Forwarded-For", request.remote or "?").split(",")[-1].strip()
-        connection = Connection(ws, f"agent {agent.name} {peer}")
+        connection = Connection(ws, f"agent {agent.name} {peer}", request.transport)
         self._connections.add(connection)
         connection.subscribe(self.broker, agent_topic(key))
         joined: dict[str, CobrowseSession] = {}
@@ -323,14 +354,26 @@ class Hub:
                 if frame is None:
                     bad_frames += 1
                     if bad_frames > MAX_BAD_FRAMES:
+                        await ws.close(code=1008, message=b"too many bad frames")
                         break
                     continue
+                if authenticate is not None and type(frame) is p.Join:
+                    # A disabled account or a changed password ends the agent's access here too.
+                    current = await authenticate(request)
+                    if current is None or current.user_id != agent.user_id:
+                        connection.send(p.Error(code="unauthorized", message="log in again", re="join"))
+                        await connection.close()
+                        await ws.close(code=1008, message=b"unauthorized")
+                        break
+                    agent = current
                 self._agent_frame(connection, key, agent, joined, frame, peer)
         finally:
             self._connections.discard(connection)
             for session in list(joined.values()):
                 self._route(session, session.agent_left(key, self.clock()))
                 self._persist(self.store.participant_left(session.id, agent.user_id) if self.store else None)
+            if joined:
+                self._publish_queue()  # viewer counts
             await connection.close()
         return ws
 
@@ -398,17 +441,22 @@ class Hub:
             return None
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return None
+        tag = expected.__struct_config__.tag
+        # The version first: another version's hello may not match this one's definition.
+        version = p.hello_version(message.data, tag)
+        if version is not None and version != p.VERSION:
+            connection.send(p.Error(code="bad_version", message=f"this hub speaks protocol version {p.VERSION}",
+                                    re=tag))
+            await connection.close()
+            await ws.close(code=1008, message=b"unsupported version")
+            return None
         frame = self._decode(connection, decoder, message.data)
         if not isinstance(frame, expected):
             if frame is not None:
-                connection.send(p.Error(code="bad_frame", message="the first frame must be hello"))
+                connection.send(p.Error(code="bad_frame", message="the first frame must be hello",
+                                        re=type(frame).__struct_config__.tag))
             await connection.close()
             await ws.close(code=1008, message=b"expected hello")
-            return None
-        if frame.v != p.VERSION:
-            connection.send(p.Error(code="bad_version", message=f"this hub speaks protocol version {p.VERSION}"))
-            await connection.close()
-            await ws.close(code=1008, message=b"unsupported version")
             return None
         return frame
 
@@ -438,12 +486,17 @@ class Hub:
                 broker.publish(agent_topic(item.key), frame)
 
     def _end(self, session: CobrowseSession, reason: EndReason) -> None:
-        self._route(session, session.end(reason))
+        out = session.end(reason)
+        if not out:
+            return  # it had ended already
+        self._route(session, out)
         self._persist(self.store.session_ended(session.id, reason.value) if self.store else None)
         self._forget(session)
 
     def _forget(self, session: CobrowseSession) -> None:
         self.sessions.pop(session.id, None)
+        if session.ended is not None:
+            self._ended[session.id] = (session.ended.value, self.clock())
         for code, (session_id, _) in list(self._codes.items()):
             if session_id == session.id:
                 del self._codes[code]

@@ -221,6 +221,23 @@ def encode(message: Message) -> bytes:
     return encoder.encode(message)
 
 
+class _Versioned(msgspec.Struct):
+    t: object = None
+    v: object = None
+
+
+_versioned_decoder = msgspec.json.Decoder(_Versioned)
+
+
+def hello_version(raw: bytes | str, tag: str) -> object:
+    """The ``v`` of a frame whose ``t`` is ``tag`` (a hello), whatever else it holds; None otherwise."""
+    try:
+        frame = _versioned_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    return frame.v if frame.t == tag else None
+
+
 def frame_type(raw: bytes | str) -> str | None:
     """The ``t`` of a frame that failed to decode, for the error reply (best effort)."""
     try:

@@ -70,12 +70,14 @@ class Tab:
     title: str = ""
     open: bool = True
     connected: bool = True
+    connections: int = 0  # sockets of this tab (a new page's may say hello before the old one's close is seen)
     gone_since: float | None = None
     events: list[RrwebEvent] = field(default_factory=list)  # from the latest full snapshot on
     buffer_bytes: int = 0
     first_seq: int = 0  # seq of events[0]
     next_seq: int = 0  # seq the next batch must start with
     awaiting_snapshot: bool = True  # nothing replayable until a full snapshot arrives
+    dropped: bool = False  # past the hard limit: relay to who watches, keep nothing until a snapshot
     snapshot_requested: bool = False
 
     def state(self) -> TabState:
@@ -106,14 +108,23 @@ class CobrowseSession:
 
     # ----- visitor side ----------------------------------------------------------
 
-    def tab_connected(self, tab_id: str, url: str, title: str, now: float) -> tuple[int, list[Outgoing]]:
-        """A visitor tab (re)connected; returns the highest seq held for it and frames to send."""
+    def tab_connected(self, tab_id: str, url: str, title: str, now: float,
+                      last_seq: int = -1) -> tuple[int, list[Outgoing]]:
+        """A visitor tab (re)connected; returns the highest seq it need not resend, and frames to send.
+
+        A tab new to this session (or to this hub, after a restart) goes on with its own
+        numbering after ``last_seq``, from a snapshot: a seq never stands for two events, so
+        an agent's ``since`` from before a restart cannot pass for the new stream.
+        """
         self.last_activity = now
         tab = self.tabs.get(tab_id)
         out: list[Outgoing] = []
         if tab is None:
-            tab = self.tabs[tab_id] = Tab(tab_id, url[:2048], title[:2048])
+            start = max(0, last_seq + 1)
+            tab = self.tabs[tab_id] = Tab(tab_id, url[:2048], title[:2048], connections=1, first_seq=start,
+                                          next_seq=start)
         else:
+            tab.connections += 1
             tab.connected = True
             tab.gone_since = None
             reopened = not tab.open
@@ -129,6 +140,9 @@ class CobrowseSession:
         tab = self.tabs.get(tab_id)
         if tab is None:
             return []
+        tab.connections = max(0, tab.connections - 1)
+        if tab.connections:
+            return []  # the tab lives on in its newer connection
         tab.connected = False
         if closing:
             return self._close_tab(tab)
@@ -148,18 +162,18 @@ class CobrowseSession:
                 return [Outgoing(Audience.VISITOR_TAB, Ack(seq=tab.next_seq - 1), tab_id)]
             events = events[skip:]
             seq = tab.next_seq
-        elif seq > tab.next_seq:
+        start = _last_snapshot_start(events)
+        reset = start is not None
+        if seq > tab.next_seq:
             # Events were lost in between: what follows cannot be replayed on what we have.
             tab.awaiting_snapshot = True
             tab.events.clear()
             tab.buffer_bytes = 0
             tab.next_seq = seq
-            if not tab.snapshot_requested:
+            if not reset and not tab.snapshot_requested:
                 tab.snapshot_requested = True
                 out.append(Outgoing(Audience.VISITOR_TAB, SnapshotPlease(), tab_id))
 
-        start = _last_snapshot_start(events)
-        reset = start is not None
         if reset:
             dropped = events[:start]
             events = events[start:]
@@ -168,6 +182,7 @@ class CobrowseSession:
             tab.first_seq = seq
             tab.buffer_bytes = _size(events)
             tab.awaiting_snapshot = False
+            tab.dropped = False
             tab.snapshot_requested = False
             _update_url_from_meta(tab, events)
         elif tab.awaiting_snapshot:
@@ -177,17 +192,21 @@ class CobrowseSession:
                 tab.snapshot_requested = True
                 out.append(Outgoing(Audience.VISITOR_TAB, SnapshotPlease(), tab_id))
             return out
-        else:
+        elif not tab.dropped:
             tab.events.extend(events)
             tab.buffer_bytes += _size(events)
         tab.next_seq = seq + len(events)
 
         if tab.buffer_bytes > self.hard_limit:
             # The visitor did not answer our request for a snapshot in time:
-            # late joiners will wait for the next one instead of replaying megabytes.
+            # late joiners will wait for the next one instead of replaying megabytes
+            # (agents already watching go on applying events to what they have).
             tab.events.clear()
             tab.buffer_bytes = 0
-            tab.awaiting_snapshot = True
+            tab.dropped = True
+            if not tab.snapshot_requested:
+                tab.snapshot_requested = True
+                out.append(Outgoing(Audience.VISITOR_TAB, SnapshotPlease(), tab_id))
         elif tab.buffer_bytes > self.soft_limit and not tab.snapshot_requested:
             tab.snapshot_requested = True
             out.append(Outgoing(Audience.VISITOR_TAB, SnapshotPlease(), tab_id))
@@ -220,7 +239,7 @@ class CobrowseSession:
             if not tab.events:
                 continue
             seen = (since or {}).get(tab.id)
-            if seen is not None and tab.first_seq <= seen + 1 < tab.next_seq:
+            if seen is not None and tab.first_seq < seen + 1 < tab.next_seq:
                 # A rejoin after a short drop: only what was missed.
                 offset = seen + 1 - tab.first_seq
                 out.append(Outgoing(Audience.AGENT, TabEvents(session=self.id, tab=tab.id, seq=seen + 1,
