@@ -87,10 +87,11 @@ class Service:
             # Our app listens on a unix socket in a private directory: only the proxy reaches it.
             self._socket_dir = tempfile.mkdtemp(prefix="cobrowse-")
             internal_socket = os.path.join(self._socket_dir, "app.sock")
-            runner = web.AppRunner(build_app(config, self.hub), access_log=access_log, handler_cancellation=True)
-            self._runners.append(runner)
-            await runner.setup()
-            await web.UnixSite(runner, internal_socket).start()
+            app_runner = web.AppRunner(build_app(config, self.hub), access_log=access_log,
+                                       handler_cancellation=True)
+            self._runners.append(app_runner)
+            await app_runner.setup()
+            await web.UnixSite(app_runner, internal_socket).start()
 
             runner = web.AppRunner(build_console_app(config, self.hub, self.db, secret), access_log=access_log,
                                    handler_cancellation=True)
@@ -102,7 +103,7 @@ class Service:
             self.console_port = console_site._server.sockets[0].getsockname()[1]
 
             injector = Injector(InjectorSettings(prefix=config.server.prefix, recompress=config.proxy.recompress))
-            self._proxy = Proxy(config, injector, internal_socket)
+            self._proxy = Proxy(config, injector, internal_socket, internal_server=app_runner.server)
             host, port = parse_listen(config.server.listen)
             loop = asyncio.get_running_loop()
             self._server = await loop.create_server(self._proxy, host or None, port, reuse_address=True,

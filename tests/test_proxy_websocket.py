@@ -143,3 +143,19 @@ async def test_websockets_can_be_turned_off(start_app, start_proxy):
         async with websockets.connect(f"ws://127.0.0.1:{service.port}/ws", open_timeout=TIMEOUT):
             pass
     assert refused.value.response.status_code == 400
+
+
+async def test_our_hub_websocket_is_handed_to_our_app_in_process(ws_site):
+    """Upgrades under the prefix skip the internal socket: the connection itself changes hands."""
+    before = ws_site._proxy.handoffs
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"http://127.0.0.1:{ws_site.port}/__cobrowse/ws") as ws:
+            await ws.send_str('{"t":"hello","v":1,"visitor":"v1","tab":"t1","url":"http://shop.test/"}')
+            assert (await ws.receive_json(timeout=10))["t"] == "welcome"
+            await ws.send_str('{"t":"ping","n":3}')
+            assert await ws.receive_json(timeout=10) == {"t": "pong", "n": 3}
+    assert ws_site._proxy.handoffs == before + 1
+    # The proxy still serves ordinary requests afterwards.
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{ws_site.port}/__cobrowse/health") as response:
+            assert response.status == 200

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Callable
 
 import httptools
 
@@ -36,7 +37,8 @@ _EARLY_TUNNEL_LIMIT = 64 * 1024
 class Proxy:
     """What every connection shares: configuration, the injector and the upstream pool."""
 
-    def __init__(self, config: Config, injector: Injector, internal_socket: str) -> None:
+    def __init__(self, config: Config, injector: Injector, internal_socket: str,
+                 internal_server: Callable[[], asyncio.Protocol] | None = None) -> None:
         self.config = config
         self.injector = injector
         self.loop = asyncio.get_running_loop()
@@ -53,6 +55,11 @@ class Proxy:
         self.trust_forwarded = config.server.trust_forwarded
         self.prefix = config.server.prefix.encode()
         self.prefix_bare = self.prefix.rstrip(b"/")
+        # Websockets under our prefix (the hub) are handed to our app in this
+        # process instead of being tunnelled through its socket: one hop less
+        # for every co-browse frame.
+        self.internal_server = internal_server
+        self.handoffs = 0  # connections handed to our app (for monitoring and tests)
         self.pool = UpstreamPool(options.pool_size, options.connect_timeout)
         self.nonces = NonceSource()
         # Timeouts are checked by one sweep a second instead of a timer per
@@ -120,7 +127,7 @@ class _Reject(Exception):
 
 class ClientProtocol(asyncio.Protocol):
     __slots__ = ("proxy", "transport", "parser", "queue", "current", "url_parts", "headers", "head_size",
-                 "paused", "http11", "tunnel_exchange", "early", "peer", "idle_since", "closed")
+                 "paused", "http11", "tunnel_exchange", "early", "peer", "idle_since", "closed", "handoff")
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
@@ -135,6 +142,7 @@ class ClientProtocol(asyncio.Protocol):
         self.http11 = True
         self.tunnel_exchange: Exchange | None = None
         self.early: bytearray | None = None
+        self.handoff: bytes | None = None  # request head to replay to our app after an upgrade
         self.peer = ""
         self.idle_since: float | None = proxy.clock  # None while a request is in progress
         self.closed = False
@@ -159,6 +167,9 @@ class ClientProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
+            if self.handoff is not None:
+                self._hand_off(self.handoff + data[upgrade.args[0]:])
+                return
             self.early = bytearray(data[upgrade.args[0]:])
         except httptools.HttpParserCallbackError as exc:
             reason = exc.__context__
@@ -218,6 +229,10 @@ class ClientProtocol(asyncio.Protocol):
         self.idle_since = None
         self.http11 = self.parser.get_http_version() != "1.0"
         exchange = self._exchange_for_request()
+        if (isinstance(exchange, Exchange) and exchange.upgrade and exchange.target.internal
+                and self.proxy.internal_server is not None and not self.queue):
+            self.handoff = exchange.head  # taken over in data_received, once llhttp stops at the upgrade
+            return
         self.current = exchange
         self.queue.append(exchange)
         if len(self.queue) == 1:
@@ -394,6 +409,19 @@ class ClientProtocol(asyncio.Protocol):
             self.queue.popleft()
         self.paused.clear()
         self.transport.resume_reading()
+
+    def _hand_off(self, data: bytes) -> None:
+        """This connection now belongs to our aiohttp app, starting with ``data``."""
+        self.closed = True  # for us: the new protocol owns the transport from here on
+        self.proxy.connections.discard(self)
+        self.proxy.handoffs += 1
+        handler = self.proxy.internal_server()
+        transport = self.transport
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        handler.data_received(data)
+        if self.paused:
+            transport.resume_reading()
 
     def has_early_tunnel_data(self) -> bool:
         return bool(self.early)
