@@ -31,6 +31,7 @@ SWEEP_INTERVAL = 1.0  # seconds between timeout checks
 _NO_TOKENS: frozenset[bytes] = frozenset()
 KEEPALIVE_TIMEOUT = 75.0  # idle seconds before an idle visitor connection (or a slow request head) is closed
 MAX_HEADERS = 200
+MAX_PIPELINED = 8
 _EARLY_TUNNEL_LIMIT = 64 * 1024
 
 
@@ -127,7 +128,7 @@ class _Reject(Exception):
 
 class ClientProtocol(asyncio.Protocol):
     __slots__ = ("proxy", "transport", "parser", "queue", "current", "url_parts", "headers", "head_size",
-                 "paused", "http11", "tunnel_exchange", "early", "peer", "idle_since", "closed", "handoff")
+                 "paused", "http11", "tunnel_exchange", "early", "peer", "idle_since", "closed", "handoff", "eof")
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
@@ -143,6 +144,7 @@ class ClientProtocol(asyncio.Protocol):
         self.tunnel_exchange: Exchange | None = None
         self.early: bytearray | None = None
         self.handoff: bytes | None = None  # request head to replay to our app after an upgrade
+        self.eof = False  # the client will send nothing more
         self.peer = ""
         self.idle_since: float | None = proxy.clock  # None while a request is in progress
         self.closed = False
@@ -182,7 +184,9 @@ class ClientProtocol(asyncio.Protocol):
             self._reject(400, f"malformed request: {exc}")
 
     def eof_received(self):
-        return False if not self.queue else True  # half-closed clients still get their answer
+        # A half-closed client still gets its answers; then the connection closes.
+        self.eof = True
+        return bool(self.queue)
 
     def connection_lost(self, exc) -> None:
         self.closed = True
@@ -247,8 +251,10 @@ class ClientProtocol(asyncio.Protocol):
         current, self.current = self.current, None
         if current is not None and not current.finished:
             current.request_complete()
-            # One exchange at a time: later pipelined requests wait in the socket.
-            self.pause_reading("exchange")
+            # Exchanges are answered one at a time; a client pipelining more
+            # than a few requests waits in the socket until we catch up.
+            if len(self.queue) >= MAX_PIPELINED:
+                self.pause_reading("exchange")
 
     # ----- building the exchange ----------------------------------------------
 
@@ -394,7 +400,7 @@ class ClientProtocol(asyncio.Protocol):
             self.queue.popleft()
         if self.closed:
             return
-        if not keep_alive:
+        if not keep_alive or (self.eof and not self.queue):
             self.transport.close()  # after what was written has gone out
             return
         if self.queue:
