@@ -46,7 +46,7 @@ class Exchange:
         "framing", "plan", "out", "finished", "message_done", "tunnel", "last_activity",
         "client_paused_us", "connect_task", "client_keep_alive", "interim", "retried", "up_keep_alive",
         "up_connection",
-        "awaiting_continue",
+        "awaiting_continue", "raw", "raw_head",
     )
 
     def __init__(self, client: "ClientProtocol", target: Target, method: bytes, head: bytes,
@@ -91,6 +91,14 @@ class Exchange:
         self.up_keep_alive = False
         self.up_connection = False
         self.awaiting_continue = awaiting_continue  # the visitor holds its body back until a 100 Continue
+        # Raw relay: responses we never rewrite go to the visitor as the
+        # upstream sent them (head lightly edited, body and its framing
+        # verbatim), with llhttp only finding where each message ends. This
+        # is most of a site's requests (assets, fetch/XHR), and it spares a
+        # Python call per header and per body chunk.
+        self.raw = (request_info is None and client.http11 and not upgrade and not awaiting_continue
+                    and method != b"HEAD")
+        self.raw_head: bytes | None = b""  # head bytes gathered so far; None once the head went out
 
     # ----- starting -------------------------------------------------------
 
@@ -124,7 +132,7 @@ class Exchange:
         self.conn = conn
         self.reused = reused
         conn.exchange = self
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = httptools.HttpResponseParser(_RawCallbacks(self) if self.raw else self)
         conn.transport.write(self.head)
         if self.pending_body:
             conn.transport.writelines(self.pending_body)
@@ -165,6 +173,9 @@ class Exchange:
         self.last_activity = self.proxy.clock
         if self.tunnel:
             self.client.transport.write(data)
+            return
+        if self.raw:
+            self._raw_data(data)
             return
         try:
             self.parser.feed_data(data)
@@ -350,6 +361,89 @@ class Exchange:
             self.proxy.pool.release(conn, reusable)
         self.client.exchange_finished(self, keep_alive=self.client_keep_alive)
 
+    # ----- raw relay --------------------------------------------------------
+
+    def _raw_data(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail_during_response(f"the upstream sent a malformed response: {exc}")
+            return
+        if self.raw_head is None:
+            if self.framing == _CHUNKED:
+                self.client.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            else:
+                self.client.transport.write(data)
+        else:
+            buffered = self.raw_head + data if self.raw_head else data
+            while True:
+                end = buffered.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buffered) > _MAX_RAW_HEAD:
+                        self._fail_during_response("the upstream's response head is too large")
+                        return
+                    self.raw_head = buffered
+                    break
+                head, buffered = buffered[:end + 4], buffered[end + 4:]
+                interim = head[9:10] == b"1" and head[9:12] != b"101"
+                self.out.append(self._raw_response_head(head, interim))
+                if not interim:
+                    self.raw_head = None
+                    if buffered:
+                        self._out_body(buffered)
+                    break
+            self._flush()
+        if self.message_done:
+            self._complete()
+
+    def _raw_response_head(self, head: bytes, interim: bool) -> bytes:
+        """The upstream's head as the visitor gets it: hop-by-hop lines out, framing kept."""
+        low = head.lower()
+        if any(marker in low for marker in _NEEDS_MAPPING):
+            return self._raw_mapped_head(head, interim)
+        for marker in (b"\nconnection:", b"\nkeep-alive:"):
+            start = low.find(marker)
+            while start >= 0:
+                stop = low.find(b"\r\n", start + 1)
+                if marker == b"\nconnection:" and not _only_keep_alive_tokens(low[start + 12:stop]):
+                    return self._raw_mapped_head(head, interim)
+                head, low = head[:start + 1] + head[stop + 2:], low[:start + 1] + low[stop + 2:]
+                start = low.find(marker)
+        if not interim:
+            head = head[:-2] + self._raw_framing(low) + b"\r\n"
+        return head
+
+    def _raw_framing(self, low: bytes) -> bytes:
+        """Header lines the visitor needs beyond the upstream's own framing.
+
+        The upstream's Content-Length or chunked framing passes through as it
+        is; a body the upstream ends by closing goes to the visitor chunked,
+        so the visitor's connection stays open.
+        """
+        extra = b""
+        if self.status not in (204, 304) and b"\ncontent-length:" not in low \
+                and b"\ntransfer-encoding:" not in low:
+            self.framing = _CHUNKED
+            extra = b"Transfer-Encoding: chunked\r\n"
+        if not self.client_keep_alive:
+            extra += b"Connection: close\r\n"
+        return extra
+
+    def _raw_mapped_head(self, head: bytes, interim: bool) -> bytes:
+        # The rare head that names the upstream (Location, Set-Cookie...) or
+        # declares extra hop-by-hop headers: parse it and map it properly.
+        lines = head[:-4].split(b"\r\n")
+        status_line, pairs = lines[0], []
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            pairs.append((name.strip(), value.strip()))
+        self.up_headers = pairs
+        self.up_connection = any(n.lower() == b"connection" for n, _ in pairs)
+        framing = [(n, v) for n, v in pairs if n.lower() in (b"content-length", b"transfer-encoding")]
+        headers = self._mapped_headers() + framing
+        extra = self._raw_framing(head.lower()) if not interim else b""
+        return status_line + b"\r\n" + _join(headers) + extra + b"\r\n"
+
     # ----- websockets and other upgrades ----------------------------------
 
     def _begin_tunnel(self, upstream_rest: bytes) -> None:
@@ -406,9 +500,17 @@ class Exchange:
             self.finished = True
             self.client.end_tunnel()
             return
-        if self.response_started and self.up_length is None and not self.up_chunked:
+        if self.raw:
+            close_delimited = self.raw_head is None and self.framing == _CHUNKED
+        else:
+            close_delimited = self.up_length is None and not self.up_chunked
+        if self.response_started and close_delimited:
             # A body delimited by the upstream closing (whatever our framing
             # toward the visitor): this close is its end.
+            if self.raw:
+                self.client.transport.write(b"0\r\n\r\n")
+                self._complete()
+                return
             try:
                 self.on_message_complete()
             except _RelayError as error:
@@ -477,6 +579,47 @@ class Exchange:
 
     def _deactivate(self) -> None:
         self.proxy.active.discard(self)
+
+
+class _RawCallbacks:
+    """Parser callbacks of a raw relay: only where the head and the message end.
+
+    Without on_header/on_body, llhttp frames the message without calling
+    into Python for each header or body chunk.
+    """
+
+    __slots__ = ("exchange",)
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+
+    def on_headers_complete(self) -> None:
+        exchange = self.exchange
+        status = exchange.parser.get_status_code()
+        if 100 <= status < 200:
+            exchange.interim = True
+            return
+        exchange.interim = False
+        exchange.status = status
+        exchange.response_started = True
+        exchange.up_keep_alive = exchange.parser.should_keep_alive()
+
+    def on_message_complete(self) -> None:
+        exchange = self.exchange
+        if exchange.interim:
+            exchange.interim = False
+            return
+        exchange.message_done = True
+
+
+_MAX_RAW_HEAD = 64 * 1024
+# Response headers that name the upstream or declare more hop-by-hop headers.
+_NEEDS_MAPPING = (b"\nlocation:", b"\ncontent-location:", b"\nset-cookie:", b"\nrefresh:", b"\nproxy-",
+                  b"\ntrailer:", b"\nupgrade:", b"\nte:")
+
+
+def _only_keep_alive_tokens(value: bytes) -> bool:
+    return all(t.strip() in (b"keep-alive", b"close", b"") for t in value.split(b","))
 
 
 class _RelayError(Exception):
