@@ -15,7 +15,7 @@ from aiohttp import web
 
 from .app import build_app
 from .config import Config, parse_listen
-from .console.app import build_console_app
+from .console.app import build_console_app, console_origin
 from .injector import Injector, InjectorSettings
 from .keys import load_or_create_secret
 from .proxy import Proxy
@@ -93,14 +93,17 @@ class Service:
             await app_runner.setup()
             await web.UnixSite(app_runner, internal_socket).start()
 
-            runner = web.AppRunner(build_console_app(config, self.hub, self.db, secret), access_log=access_log,
-                                   handler_cancellation=True)
+            console_origins = {console_origin(config)}
+            runner = web.AppRunner(build_console_app(config, self.hub, self.db, secret, console_origins),
+                                   access_log=access_log, handler_cancellation=True)
             self._runners.append(runner)
             await runner.setup()
             host, port = parse_listen(config.console.listen)
             console_site = web.TCPSite(runner, host or None, port, reuse_address=True)
             await console_site.start()
             self.console_port = console_site._server.sockets[0].getsockname()[1]
+            if not config.console.public_url:
+                console_origins.add(public_url(f"{host or '127.0.0.1'}:{self.console_port}"))
 
             injector = Injector(InjectorSettings(prefix=config.server.prefix, recompress=config.proxy.recompress))
             self._proxy = Proxy(config, injector, internal_socket, internal_server=app_runner.server)
@@ -130,6 +133,10 @@ class Service:
         if self._abandoned is not None:
             self._abandoned.cancel()
             self._abandoned = None
+        if self.hub is not None:
+            # First: open agent and visitor sockets would otherwise hold up
+            # each listener's shutdown (aiohttp waits for its handlers).
+            await self.hub.stop()
         if self._server is not None:
             self._server.close()
             self._server = None

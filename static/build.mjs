@@ -10,6 +10,11 @@
 // loads another one asks for "<name>.js?v=<hash>": the static files can be cached
 // for good while only loader.js (a stable URL) needs revalidating. A bundle with a
 // budget fails the build when its gzip size is over it.
+//
+// The agent console (served by the console's own listener, not the sites) is
+// built after them: console.js (with @rrweb/replay) and console.css (with the
+// replayer's stylesheet) from static/src/console/, and console.html copied from
+// its template with their content hashes filled in.
 
 import * as esbuild from 'esbuild';
 import { createHash } from 'node:crypto';
@@ -23,12 +28,44 @@ const SRC = join(HERE, 'src');
 const OUT = join(HERE, '..', 'cobrowse', 'static_dist');
 const MANIFEST = join(OUT, 'manifest.json');
 
+// rrweb 2.1.6 works out a style attribute's old value by setting it on a
+// detached <span> with setAttribute('style'), which a strict CSP (style-src
+// without 'unsafe-inline') reports as a violation whenever the page changes an
+// inline style, even through CSSOM. Setting it through CSSOM (style.cssText)
+// parses the same declarations and is allowed. The build fails if the code
+// moved (an rrweb upgrade), so the patch is never silently lost.
+const RRWEB_CSP_PATCH = {
+  name: 'rrweb-csp-patch',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]@rrweb[\\/]record[\\/]dist[\\/]record\.js$/ }, (args) => {
+      const from = 'old.setAttribute("style", m.oldValue);';
+      const source = readFileSync(args.path, 'utf8');
+      if (source.split(from).length != 2) throw new Error(`rrweb-csp-patch: "${from}" not found once in ${args.path}`);
+      return { contents: source.replace(from, 'old.style.cssText = m.oldValue;'), loader: 'js' };
+    });
+  },
+};
+
 const BUNDLES = [
+  // The rrweb recorder: loaded by the widget only after the visitor agrees to
+  // share (and by the loader on page loads during a sharing session).
+  { name: 'recorder', entry: 'recorder-entry.js', plugins: [RRWEB_CSP_PATCH] },
   // Lazily loaded on the first click of "Get help".
   { name: 'widget', entry: 'widget/index.js' },
   // Injected into every page: must stay tiny.
   { name: 'loader', entry: 'loader.js', budget: 6 * 1024 },
 ];
+
+// The agent console: its own page on its own origin (see cobrowse/console/app.py).
+const CONSOLE = {
+  js: { name: 'console.js', entry: 'console/main.js' },
+  css: { name: 'console.css', entry: 'console/styles.css' },
+  html: { name: 'console.html', template: 'console/console.html' },
+};
+
+// Bundles that load together when the visitor asks for help, with a budget for
+// their gzip sizes summed (rrweb's recorder alone is about 24 KB of it).
+const GROUPS = [{ name: 'on-demand', files: ['widget.js', 'recorder.js'], budget: 50 * 1024 }];
 
 const args = new Set(process.argv.slice(2));
 const dev = args.has('--dev');
@@ -59,6 +96,7 @@ async function buildOnce() {
       sourcemap: dev ? 'inline' : false,
       legalComments: dev ? 'inline' : 'eof',
       define: { ...defines },
+      plugins: b.plugins || [],
       write: false,
       logLevel: 'silent',
     });
@@ -68,7 +106,15 @@ async function buildOnce() {
     outputs.push({ ...b, file: `${b.name}.js`, code, hash, gzip: gzipSync(code, { level: 9 }).length });
   }
 
-  const over = outputs.filter((o) => o.budget && o.gzip > o.budget && !dev);
+  outputs.push(...(await buildConsole()));
+
+  const groups = GROUPS.map((g) => ({
+    ...g,
+    gzip: g.files.reduce((sum, f) => sum + outputs.find((o) => o.file == f).gzip, 0),
+  }));
+  const over = [...outputs, ...groups.map((g) => ({ ...g, file: `${g.name} (${g.files.join(' + ')})` }))].filter(
+    (o) => o.budget && o.gzip > o.budget && !dev,
+  );
   if (over.length) {
     throw new Error(over.map((o) => `${o.file} is ${o.gzip} B gzip, over its budget of ${o.budget} B`).join('\n'));
   }
@@ -95,17 +141,58 @@ async function buildOnce() {
         { size: o.code.length, gzip: o.gzip, hash: o.hash, ...(o.budget ? { budget_gzip: o.budget } : {}) },
       ]),
     ),
+    groups: Object.fromEntries(groups.map((g) => [g.name, { files: g.files, gzip: g.gzip, budget_gzip: g.budget }])),
   };
   // Written last: its presence means the files it lists are complete.
   writeAtomic(MANIFEST, JSON.stringify(manifest, null, 2) + '\n');
 
   const kb = (n) => (n / 1024).toFixed(2).padStart(7) + ' KB';
   console.log(`cobrowse bundle -> ${OUT}${dev ? ' (dev)' : ''}`);
-  console.log('  file          size       gzip  budget');
+  console.log('  file              size       gzip  budget');
   for (const o of outputs) {
-    console.log(`  ${o.file.padEnd(10)}${kb(o.code.length)}${kb(o.gzip)}  ${o.budget ? kb(o.budget).trim() : '-'}`);
+    console.log(`  ${o.file.padEnd(14)}${kb(o.code.length)}${kb(o.gzip)}  ${o.budget ? kb(o.budget).trim() : '-'}`);
+  }
+  for (const g of groups) {
+    console.log(`  ${g.name.padEnd(10)}${' '.repeat(10)}${kb(g.gzip)}  ${kb(g.budget).trim()}  (${g.files.join(' + ')})`);
   }
   console.log(`  built in ${Math.round(performance.now() - started)} ms`);
+}
+
+async function buildConsole() {
+  const common = {
+    bundle: true,
+    minify: !dev,
+    sourcemap: dev ? 'inline' : false,
+    legalComments: dev ? 'inline' : 'eof',
+    write: false,
+    logLevel: 'silent',
+  };
+  const built = [];
+  const js = await esbuild.build({
+    ...common,
+    entryPoints: [join(SRC, CONSOLE.js.entry)],
+    format: 'iife',
+    target: 'es2020',
+    platform: 'browser',
+  });
+  const css = await esbuild.build({
+    ...common,
+    entryPoints: [join(SRC, CONSOLE.css.entry)],
+    target: 'chrome100',
+    loader: { '.css': 'css' },
+  });
+  for (const [spec, result] of [[CONSOLE.js, js], [CONSOLE.css, css]]) {
+    const code = Buffer.from(result.outputFiles[0].contents);
+    built.push({ name: spec.name, file: spec.name, code, hash: hashOf(code), gzip: gzipSync(code, { level: 9 }).length });
+  }
+  // The page is no-store; the files it names carry their hash, so they can be cached.
+  const [jsOut, cssOut] = built;
+  const html = readFileSync(join(SRC, CONSOLE.html.template), 'utf8')
+    .replaceAll('{{CONSOLE_JS}}', `static/${jsOut.file}?v=${jsOut.hash}`)
+    .replaceAll('{{CONSOLE_CSS}}', `static/${cssOut.file}?v=${cssOut.hash}`);
+  const code = Buffer.from(html);
+  built.push({ name: CONSOLE.html.name, file: CONSOLE.html.name, code, hash: hashOf(code), gzip: gzipSync(code, { level: 9 }).length });
+  return built;
 }
 
 async function main() {

@@ -47,16 +47,19 @@ def console_origin(config: Config) -> str:
     return config.console.public_url or public_url(config.console.listen)
 
 
-def build_console_app(config: Config, hub: Hub, db: Database, secret: bytes) -> web.Application:
-    origin = console_origin(config)
-    secure_cookie = origin.startswith("https://")
+def build_console_app(config: Config, hub: Hub, db: Database, secret: bytes,
+                      origins: set[str] | None = None) -> web.Application:
+    """``origins``: the origins agents' browsers use; the caller adds the bound
+    address once it is known (a listen port of 0 is picked by the OS)."""
+    allowed = origins if origins is not None else {console_origin(config)}
+    secure_cookie = console_origin(config).startswith("https://")
     login_limiter = KeyedLimiter(rate=10 / 600, burst=10)
 
     @web.middleware
     async def security_headers(request: web.Request, handler):
         if request.method not in ("GET", "HEAD", "OPTIONS") or request.path == "/ws":
             sender = request.headers.get("Origin")
-            if sender is not None and sender != origin:
+            if sender is not None and sender not in allowed:
                 log.warning("refused %s %s from origin %s", request.method, request.path, sender)
                 raise web.HTTPForbidden(text="cross-origin request refused\n")
         response = await handler(request)

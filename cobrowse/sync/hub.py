@@ -252,7 +252,7 @@ class Hub:
             if session is None:
                 # The hub restarted (or this node never had it): the visitor's token
                 # proves the consent; a fresh snapshot rebuilds what agents see.
-                session = CobrowseSession(session_id, site, state.visitor, "", now)
+                session = CobrowseSession(session_id, site, state.visitor, hello.name[:p.MAX_TEXT], now)
                 self.sessions[session_id] = session
                 self._publish_queue()
         if session is not None and session.ended is None:
@@ -307,6 +307,7 @@ class Hub:
             state.url, state.title = frame.url, frame.title
             if session is not None:
                 self._route(session, session.navigated(state.tab, frame.url, frame.title, now))
+                self._publish_queue()  # the queue shows each visitor's current page
         elif kind is p.StopSharing:
             if session is not None:
                 self._end(session, EndReason.VISITOR_STOPPED)

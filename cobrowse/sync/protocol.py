@@ -54,6 +54,7 @@ class VisitorHello(Message, tag="hello"):
     title: str = ""
     resume: str | None = None  # resume token from a previous `shared`
     last_seq: int = -1  # highest event seq this tab has recorded (to resume a broken stream)
+    name: str = ""  # the name the visitor gave when sharing, so a restarted hub knows it again
 
 
 class Share(Message, tag="share"):

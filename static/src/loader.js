@@ -21,12 +21,19 @@
 // constructable stylesheet, so it needs neither 'unsafe-inline' nor
 // 'unsafe-eval'; scripts it adds carry the nonce, which also satisfies
 // 'strict-dynamic'.
+//
+// Sharing across page loads: while a co-browse session the visitor agreed to is
+// running, localStorage "cobrowse:share" holds it (widget/store.js writes it).
+// On a page load with a recent one, the loader mounts at once and loads the
+// widget and the recorder without a click, and calls widget.resume(ctx), which
+// reconnects to the session. No other page load touches the widget.
 
 import { h, icon, adopt, FONT, ACCENT, ACCENT_TEXT } from './lib/dom.js';
 
 // Set by build.mjs: the content hash of widget.js, so that the static files can be
 // cached for good while loader.js itself is revalidated.
 const WIDGET_VERSION = __COBROWSE_HASH_WIDGET__;
+const RECORDER_VERSION = __COBROWSE_HASH_RECORDER__;
 
 const W = window;
 const D = document;
@@ -175,9 +182,26 @@ function start() {
     observe();
   }
 
+  // A sharing session is running (see widget/store.js: same key, same 10 min
+  // "seen" window): resume it on this page at once.
+  function resume() {
+    mount();
+    load('recorder', RECORDER_VERSION).catch(() => {}); // in parallel; the widget asks for it again
+    load('widget', WIDGET_VERSION)
+      .then(() => W.__cobrowseWidget.resume(ctx))
+      .catch((e) => W.console && console.warn(e));
+  }
+  let sharing;
+  try {
+    sharing = JSON.parse(localStorage.getItem('cobrowse:share'));
+    sharing = sharing && sharing.resume && Date.now() - sharing.seen < 6e5;
+  } catch (e) {
+    // no storage: nothing to resume
+  }
+
   // Stay off the page's critical path: wait for <body>, then for an idle moment.
   const later = () =>
-    W.requestIdleCallback ? requestIdleCallback(mount, { timeout: 1500 }) : setTimeout(mount, 50);
+    sharing ? resume() : W.requestIdleCallback ? requestIdleCallback(mount, { timeout: 1500 }) : setTimeout(mount, 50);
   if (D.body) later();
   else D.addEventListener('DOMContentLoaded', later);
 }

@@ -2,16 +2,26 @@
 // charge of everything the visitor sees beyond the button.
 //
 // It registers window.__cobrowseWidget = {api, open(ctx), close(), toggle(ctx),
-// isOpen()}; see loader.js for ctx. The panel frame lives in panel.js, and each
-// feature is its own module listed in FEATURES below (today only the intro;
-// chat.js, consent.js, recorder.js and markers.js are meant to join it).
+// isOpen(), resume(ctx)}; see loader.js for ctx. resume(ctx) is called by the
+// loader, without a click, on a page load during a sharing session the visitor
+// agreed to: it builds the widget (panel closed) and resumes sharing.
+// The panel frame lives in panel.js, and each feature is its own module listed
+// in FEATURES below:
+//   intro.js    what the widget is for
+//   share.js    the hub connection and protocol client; drives recorder.js,
+//               which loads the rrweb recorder bundle after consent
+//   consent.js  the consent form, the share code, the stop button (panel)
+//   banner.js   who is viewing (bar above the page), end-of-sharing notice
+// (chat.js and markers.js are meant to join them.)
 //
 // A feature is a function called once, when the panel is first built, with the
 // widget object w:
 //   w.ctx                   the loader's context (base, nonce, root, button, load)
 //   w.panel                 the panel element (a non-modal dialog)
 //   w.section(name, kids)   appends <div class="sec name"> with kids to the body
-//   w.on(type, fn)          'open' and 'close' events; returns an unsubscribe
+//   w.on(type, fn)          'open', 'close', 'resume' events, and what features
+//                           say to each other ('share:start', 'share:stop',
+//                           'share:state', see share.js); returns an unsubscribe
 //   w.emit(type, data)      for features to talk to each other
 //   w.open(), w.close()
 // Features must follow the loader's CSP rules: build nodes with lib/dom.js h()
@@ -23,8 +33,12 @@ import { h } from '../lib/dom.js';
 import { hub } from './events.js';
 import { createPanel } from './panel.js';
 import { intro } from './intro.js';
+import { share } from './share.js';
+import { consent } from './consent.js';
+import { banner } from './banner.js';
 
-const FEATURES = [intro];
+// share first: the others listen to what it reports.
+const FEATURES = [share, intro, consent, banner];
 
 let w = null;
 let opened = false;
@@ -92,5 +106,9 @@ if (!window.__cobrowseWidget) {
     close: () => close(false),
     toggle: (ctx) => (opened ? close(false) : open(ctx)),
     isOpen: () => opened,
+    resume(ctx) {
+      if (!w) build(ctx);
+      w.emit('resume');
+    },
   };
 }

@@ -1,0 +1,437 @@
+// Share: the visitor's side of a co-browse session. It owns the websocket to the
+// hub (<base>ws on the page's own origin) and speaks protocol v1
+// (cobrowse/sync/protocol.py, docs/protocol.md), and it drives the recorder.
+//
+// Nothing happens before consent: the socket is opened and the recorder loaded
+// only on 'share:start' (the consent click) or on 'resume' (a page load while a
+// session the visitor agreed to is running; the loader sends it).
+//
+//   hello {v, visitor, tab, url, title[, resume, last_seq, name]}  then  share {name}
+//   <- shared {session, code, code_expires, resume}     first share: code + token
+//   <- welcome {session, have_seq, viewers}              on resume / reconnect
+//   rr {seq, ev}   batches of rrweb events; seq = index of the batch's first
+//                  event in this tab's stream, which goes on across page loads
+//   <- ack {seq}   everything up to seq is safe at the hub: forget it
+//   <- snapshot    the hub wants a fresh full snapshot
+//   nav {url, title}   same-document navigations (pushState, popstate, hash)
+//   <- viewers {viewers}   who is watching (the banner shows them)
+//   stop           the visitor ends it;  <- ended {reason}: it ended
+//
+// Features talk to it through the widget's events:
+//   in:  'share:start' {name}, 'share:stop', 'resume'
+//   out: 'share:state' {phase, code, expires, viewers, reason}
+//        phase: idle | starting | resuming | sharing | reconnecting | failed | ended
+import { storedSession, saveSession, clearSession, nextSeq as storedSeq, saveSeq, visitorId, tabId, SHARE_KEY } from './store.js';
+import { createRecorder } from './recorder.js';
+
+const VERSION = 1;
+const FULL_SNAPSHOT = 2;
+const FLUSH_MS = 50;
+const FLUSH_EVENTS = 200;
+const HOLD_BYTES = 2 * 1024 * 1024; // unacknowledged batches kept for a resend
+const RESEND_EVENTS = 2000; // per frame when catching up (the hub takes up to 5000)
+const BACKOFF_MIN = 500;
+const BACKOFF_MAX = 10000;
+const START_TRIES = 4; // before `shared`, give up after this many failed connections
+const PING_MS = 20000;
+const SILENT_MS = 45000; // nothing heard for this long: the connection is dead
+const SEEN_MS = 15000; // how often the stored session's "seen" time is refreshed
+
+const W = window;
+const L = location;
+
+export function share(w) {
+  const ctx = w.ctx;
+  const url = ctx.base.replace(/^http/, 'ws') + 'ws';
+  const recorder = createRecorder(ctx, record);
+
+  let phase = 'idle';
+  let reason = '';
+  let sess = null; // {session, resume, code, expires}
+  let viewers = [];
+  let name = '';
+  let ws = null;
+  let live = false; // the hub attached this socket to the session
+  let tries = 0;
+  let retryTimer = 0;
+  let pingTimer = 0;
+  let flushTimer = 0;
+  let heard = 0;
+  let seenWritten = 0;
+  let pings = 0;
+  let forceSnapshot = false;
+  let queue = []; // events not batched yet
+  let held = []; // batches not acknowledged: {seq, ev, bytes, full}
+  let heldBytes = 0;
+  let seq = 0; // seq of the next batch
+  let lastUrl = L.href;
+  let navTimer = 0;
+
+  function setPhase(p, why) {
+    phase = p;
+    if (why !== undefined) reason = why;
+    w.emit('share:state', { phase, reason, viewers, code: sess && sess.code, expires: sess && sess.expires });
+  }
+
+  const active = () => phase != 'idle' && phase != 'failed' && phase != 'ended';
+
+  // ----- the socket -------------------------------------------------------------
+
+  function send(message) {
+    if (ws && ws.readyState == 1) ws.send(typeof message == 'string' ? message : JSON.stringify(message));
+  }
+
+  function hello() {
+    const m = { t: 'hello', v: VERSION, visitor: visitorId(), tab: tabId(), url: L.href, title: document.title };
+    if (sess) {
+      m.resume = sess.resume;
+      // A hub that restarted learns the visitor's name again from here.
+      if (sess.name) m.name = sess.name;
+      // The highest seq we can no longer resend (acknowledged, or dropped with
+      // an old page): a hub that does not know this tab yet numbers it on from
+      // there, and then takes everything we still hold.
+      m.last_seq = (held.length ? held[0].seq : seq) - 1;
+    }
+    return m;
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    if (ws || !active()) return;
+    let sock;
+    try {
+      sock = new WebSocket(url);
+    } catch (e) {
+      return dropped();
+    }
+    ws = sock;
+    sock.onopen = () => {
+      alive();
+      send(hello());
+      if (!sess) send({ t: 'share', name });
+      pingTimer = setInterval(ping, PING_MS);
+    };
+    sock.onmessage = (e) => {
+      alive();
+      let m;
+      try {
+        m = JSON.parse(e.data);
+      } catch (err) {
+        return;
+      }
+      if (m && typeof m.t == 'string') receive(m);
+    };
+    sock.onclose = () => {
+      if (ws == sock) dropped();
+    };
+  }
+
+  // Forget the socket without waiting for its closing handshake.
+  function detach(code) {
+    const sock = ws;
+    ws = null;
+    live = false;
+    clearInterval(pingTimer);
+    if (sock) {
+      sock.onclose = sock.onmessage = sock.onopen = null;
+      try {
+        sock.close(code || 1000);
+      } catch (e) {
+        // already closed
+      }
+    }
+  }
+
+  function dropped() {
+    detach();
+    if (!active()) return;
+    const n = tries++;
+    if (!sess && n + 1 >= START_TRIES) {
+      recorder.stop();
+      return setPhase('failed', 'unreachable');
+    }
+    if (sess && phase != 'reconnecting') setPhase('reconnecting');
+    // 0.5 s doubling to 10 s, with jitter so a restarted hub is not hit by every visitor at once.
+    const delay = Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** Math.min(n, 10));
+    retryTimer = setTimeout(connect, delay * (0.7 + Math.random() * 0.6));
+  }
+
+  function reconnectNow() {
+    if (active() && !ws) {
+      tries = 0;
+      connect();
+    }
+  }
+
+  function alive() {
+    heard = Date.now();
+    if (sess && live && heard - seenWritten > SEEN_MS) {
+      seenWritten = heard;
+      saveSession(sess);
+    }
+  }
+
+  function ping() {
+    if (Date.now() - heard > SILENT_MS) return dropped();
+    send({ t: 'ping', n: ++pings });
+  }
+
+  // ----- frames from the hub -------------------------------------------------------
+
+  function receive(m) {
+    switch (m.t) {
+      case 'shared':
+        if (sess || !active()) return;
+        sess = { session: m.session, resume: m.resume, code: m.code, expires: m.code_expires, name };
+        saveSession(sess);
+        seenWritten = Date.now();
+        seq = storedSeq(sess.session);
+        goLive([]);
+        recorder.start().catch(recorderFailed);
+        return;
+      case 'welcome':
+        if (!sess) return; // the first share answers with `shared`
+        if (m.session != sess.session) return finish('gone');
+        goLive(m.viewers || []);
+        catchUp(typeof m.have_seq == 'number' ? m.have_seq : -1);
+        return;
+      case 'ack':
+        trim(m.seq);
+        return;
+      case 'snapshot':
+        // One already on its way answers it (the hub asks when it sees a gap,
+        // even in the very batch that carries the new snapshot).
+        if (!held.some((b) => b.full) && !queue.some(isFull)) recorder.snapshot();
+        return;
+      case 'viewers':
+        if (sess && m.session == sess.session) {
+          viewers = m.viewers || [];
+          setPhase(phase);
+        }
+        return;
+      case 'ended':
+        if (!sess || m.session != sess.session) return;
+        // A hub shutting down ends sessions for its agents, but the visitor's
+        // token resumes it on the hub that comes back: reconnect, do not stop.
+        if (m.reason == 'server_shutdown') return dropped();
+        return finish(m.reason || 'gone');
+      case 'error':
+        // The token is refused, or the hub no longer counts this tab as sharing
+        // (the session ended and its `ended` did not reach us): it is over.
+        if (m.code == 'bad_resume' || (m.code == 'not_sharing' && live)) return finish('gone');
+        if (m.code == 'bad_version') {
+          detach();
+          return setPhase('failed', 'version');
+        }
+        console.warn('cobrowse: the help service said ' + m.code + ': ' + m.message);
+        return;
+    }
+  }
+
+  function goLive(list) {
+    live = true;
+    tries = 0;
+    viewers = list;
+    setPhase('sharing');
+    lastUrl = L.href;
+  }
+
+  // ----- events, batches, acknowledgements -----------------------------------------
+
+  const isFull = (e) => e.type == FULL_SNAPSHOT;
+
+  function record(event) {
+    if (!sess) return;
+    queue.push(event);
+    if (isFull(event) || queue.length >= FLUSH_EVENTS) flush();
+    else if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
+  }
+
+  function flush() {
+    clearTimeout(flushTimer);
+    flushTimer = 0;
+    if (!queue.length || !sess) return;
+    const ev = queue;
+    queue = [];
+    const frame = JSON.stringify({ t: 'rr', seq, ev });
+    held.push({ seq, ev, bytes: frame.length, full: ev.some(isFull) });
+    heldBytes += frame.length;
+    seq += ev.length;
+    saveSeq(sess.session, seq);
+    // Bounded: past the limit the oldest go; a reconnect then needs a snapshot.
+    while (heldBytes > HOLD_BYTES && held.length > 1) heldBytes -= held.shift().bytes;
+    if (live) send(frame);
+  }
+
+  function trim(upTo) {
+    while (held.length && held[0].seq + held[0].ev.length - 1 <= upTo) heldBytes -= held.shift().bytes;
+  }
+
+  // After a (re)connection: the hub holds this tab's events up to `have`.
+  function catchUp(have) {
+    trim(have);
+    let snap = forceSnapshot;
+    forceSnapshot = false;
+    if (have >= seq || (held.length ? held[0].seq > have + 1 : seq > have + 1)) {
+      // The hub lacks events we no longer hold (lost with a page load, or
+      // dropped by the bound), or it knows more than we do. Go on right after
+      // what it has, from a full snapshot: the last one we hold if any
+      // (renumbered), else a fresh one (a new page's recorder starts with one).
+      let k = held.length;
+      while (k-- > 0 && !held[k].full);
+      held = k >= 0 ? held.slice(k) : [];
+      seq = have + 1;
+      heldBytes = 0;
+      for (const b of held) {
+        b.seq = seq;
+        seq += b.ev.length;
+        heldBytes += b.bytes;
+      }
+      saveSeq(sess.session, seq);
+      if (!held.length) snap = true;
+    }
+    for (let i = 0; i < held.length; ) {
+      const first = held[i].seq;
+      let ev = held[i++].ev;
+      while (i < held.length && ev.length + held[i].ev.length <= RESEND_EVENTS) ev = ev.concat(held[i++].ev);
+      send({ t: 'rr', seq: first, ev });
+    }
+    if (snap && !queue.some(isFull)) recorder.snapshot();
+    flush();
+  }
+
+  // ----- starting, resuming, stopping ----------------------------------------------------
+
+  let startTries = 0;
+  function recorderFailed(e) {
+    console.warn(e);
+    if (!sess) return;
+    // A flaky network on a page load: try the bundle again a few times.
+    if (++startTries < 3) setTimeout(() => sess && recorder.start().catch(recorderFailed), 1000 * startTries);
+    else stop('broken');
+  }
+
+  function start(visitorName) {
+    if (active()) return;
+    name = String(visitorName || '').trim().slice(0, 200);
+    sess = null;
+    viewers = [];
+    tries = 0;
+    startTries = 0;
+    queue = [];
+    held = [];
+    heldBytes = 0;
+    setPhase('starting', '');
+    recorder.preload();
+    connect();
+  }
+
+  function resume() {
+    if (active()) return;
+    const s = storedSession();
+    if (!s) return;
+    sess = s;
+    seq = storedSeq(s.session);
+    tries = 0;
+    startTries = 0;
+    setPhase('resuming', '');
+    connect();
+    recorder.start().catch(recorderFailed);
+  }
+
+  // The visitor stops: every agent's view ends at once. `stop` goes on the live
+  // socket, or over a short connection of its own while we are reconnecting.
+  function stop(why) {
+    if (!active()) return;
+    const s = sess;
+    if (ws && ws.readyState == 1) {
+      // (before `shared` too: the hub takes frames in order, so this stop ends
+      // the session our `share` is creating)
+      flush();
+      send({ t: 'stop' });
+    } else if (s) {
+      try {
+        const sock = new WebSocket(url);
+        sock.onopen = () => {
+          sock.send(JSON.stringify({ ...hello(), resume: s.resume }));
+          sock.send('{"t":"stop"}');
+          sock.close();
+        };
+      } catch (e) {
+        // the hub ends it at its idle timeout
+      }
+    }
+    finish(why || 'visitor_stopped');
+  }
+
+  function finish(why) {
+    if (!active()) return;
+    clearTimeout(retryTimer);
+    clearTimeout(flushTimer);
+    flushTimer = 0;
+    recorder.stop();
+    detach();
+    clearSession(sess && sess.session);
+    sess = null;
+    queue = [];
+    held = [];
+    heldBytes = 0;
+    viewers = [];
+    setPhase('ended', why);
+  }
+
+  // ----- the page around us ----------------------------------------------------------
+
+  // Same-document navigations: tell the hub the new address (and title, which
+  // single-page apps usually set a moment after the URL).
+  function urlChanged() {
+    if (L.href == lastUrl) return;
+    lastUrl = L.href;
+    clearTimeout(navTimer);
+    navTimer = setTimeout(() => live && send({ t: 'nav', url: L.href, title: document.title }), 150);
+  }
+  const history = W.history;
+  for (const method of ['pushState', 'replaceState']) {
+    const original = history[method];
+    if (typeof original != 'function') continue;
+    history[method] = function () {
+      const result = original.apply(this, arguments);
+      if (active()) urlChanged();
+      return result;
+    };
+  }
+  W.addEventListener('popstate', () => active() && urlChanged());
+  W.addEventListener('hashchange', () => active() && urlChanged());
+
+  W.addEventListener('pagehide', (e) => {
+    if (!active()) return;
+    flush();
+    if (sess && live) saveSession(sess);
+    // Into the back/forward cache: let go of the socket, pick it up on return.
+    if (e.persisted) detach();
+  });
+  W.addEventListener('pageshow', (e) => {
+    if (!e.persisted || !active()) return;
+    // Other pages of this tab went on with its event stream meanwhile.
+    const s = storedSession();
+    if (!s || !sess || s.session != sess.session) return finish('gone');
+    held = [];
+    heldBytes = 0;
+    queue = [];
+    seq = storedSeq(s.session);
+    forceSnapshot = true;
+    reconnectNow();
+  });
+  W.addEventListener('online', reconnectNow);
+  document.addEventListener('visibilitychange', () => document.visibilityState == 'visible' && reconnectNow());
+  // Another tab of this site stopped sharing (or saw it end): so does this one,
+  // unless the hub tells it first why.
+  W.addEventListener('storage', (e) => {
+    if (e.key == SHARE_KEY && !e.newValue && sess) setTimeout(() => sess && !storedSession() && finish('gone'), 1000);
+  });
+
+  w.on('share:start', (data) => start(data && data.name));
+  w.on('share:stop', () => stop());
+  w.on('resume', resume);
+  w.share = { state: () => ({ phase, reason, viewers, code: sess && sess.code, expires: sess && sess.expires }) };
+}
