@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import html
+import json
 import hashlib
 import os
 import re
@@ -119,6 +121,17 @@ async def test_injects_into_a_document_navigation(site):
     csp = response.header("content-security-policy")
     assert f"'nonce-{nonce}'" in csp and "'nonce-site123'" in csp and "object-src 'none'" in csp
     assert response.header("content-security-policy-report-only") == "script-src 'self'; report-uri /csp"
+
+
+async def test_site_mask_selectors_reach_the_page_in_our_tag(start_app, start_proxy):
+    """The site owner's selectors travel with the tag; the visitor's browser masks with them."""
+    port = await start_app(site_app())
+    selectors = (".account-number", 'input[name="iban"]', "#notes > p")
+    service = await start_proxy(sites=[Site(host="*", upstream=f"http://127.0.0.1:{port}", mask_selectors=selectors)])
+    body = (await fetch(service.port, "GET", "/page", NAVIGATE)).body
+    match = re.search(rb'<script src="/__cobrowse/loader.js"[^>]*data-mask-selectors="([^"]*)"', body)
+    assert match, body[:400]
+    assert json.loads(html.unescape(match.group(1).decode())) == list(selectors)
 
 
 async def test_injects_when_only_accept_says_html(site):

@@ -9,7 +9,7 @@ aiohttp proxy and the mitmproxy addon are thin shells around it.
 from .csp import CspAllowance, allowance_for, rewrite_csp
 from .decide import RequestInfo, is_html, is_navigation
 from .insertion import InsertionScanner
-from .page import Injector, InjectorSettings, PagePlan, PageRewriter, upstream_accept_encoding
+from .page import Injector, InjectorSettings, PagePlan, PageRewriter, tag_attributes, upstream_accept_encoding
 
 __all__ = [
     "CspAllowance",
@@ -23,5 +23,6 @@ __all__ = [
     "is_html",
     "is_navigation",
     "rewrite_csp",
+    "tag_attributes",
     "upstream_accept_encoding",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import html
+import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,13 +44,13 @@ class Injector:
         src = html.escape(settings.prefix + "loader.js", quote=True)
         # async: never blocks the page's parser. XML-compatible, for XHTML pages.
         self._tag_start = f'<script src="{src}" async="" nonce="'.encode()
-        self._tag_end = b'"></script>'
 
-    def snippet(self, nonce: str) -> bytes:
-        return self._tag_start + nonce.encode("ascii") + self._tag_end
+    def snippet(self, nonce: str, attributes: bytes = b"") -> bytes:
+        """Our tag; ``attributes`` (already escaped, with a leading space) carry per-site settings."""
+        return self._tag_start + nonce.encode("ascii") + b'"' + attributes + b"></script>"
 
     def plan_page(self, request: RequestInfo, status: int, headers: Headers, origin: str,
-                  nonce: str | None = None) -> "PagePlan | None":
+                  nonce: str | None = None, attributes: bytes = b"") -> "PagePlan | None":
         """How to rewrite this response, or None to pass it through untouched.
 
         ``origin`` is the public ``scheme://host[:port]`` the visitor sees; it
@@ -96,7 +97,7 @@ class Injector:
             new_headers.append(("Content-Encoding", out_coding))
 
         body = PageRewriter(
-            snippet=self.snippet(nonce),
+            snippet=self.snippet(nonce, attributes),
             rewrite_meta_csp=lambda policy: rewrite_csp(policy, allowance),
             decoder=make_decoder(codings) if codings else None,
             encoder=make_encoder(out_coding) if out_coding else None,
@@ -239,3 +240,14 @@ def upstream_accept_encoding(client_accept_encoding: str | None) -> str:
     wanted = [c for c in ("gzip", "br", "deflate") if c in DECODABLE and _accepts(client_accept_encoding, c)]
     return ", ".join(wanted) if wanted else "identity"
 
+
+
+def tag_attributes(mask_selectors: tuple[str, ...] | list[str]) -> bytes:
+    """Per-site attributes of our tag: the site owner's mask selectors, as JSON.
+
+    The visitor's browser masks what they match before anything is recorded.
+    """
+    if not mask_selectors:
+        return b""
+    value = json.dumps(list(mask_selectors), separators=(",", ":"))
+    return b' data-mask-selectors="' + html.escape(value, quote=True).encode("utf-8") + b'"'

@@ -328,7 +328,7 @@ class Exchange:
             return headers
         str_headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
         plan = self.proxy.injector.plan_page(self.request_info, status, str_headers, self.public_origin,
-                                             nonce=self.proxy.nonces())
+                                             nonce=self.proxy.nonces(), attributes=self.target.tag_attributes)
         if plan is None:
             return headers
         self.plan = plan

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import httptools
 
 from ..config import Config, Site
-from ..injector import Injector, RequestInfo, is_navigation, upstream_accept_encoding
+from ..injector import Injector, RequestInfo, is_navigation, tag_attributes, upstream_accept_encoding
 from .errors import error_page
 from .exchange import Exchange
 from .nonces import NonceSource
@@ -77,7 +77,7 @@ class Proxy:
             up = Upstream.parse(site.upstream)
             self._targets[site] = Target(key=up.origin, host=up.host, port=up.port, tls=up.scheme == "https",
                                          host_header=up.netloc.encode(), base_path=up.base_path.encode(),
-                                         upstream=up)
+                                         upstream=up, tag_attributes=tag_attributes(site.mask_selectors))
 
     def target_for(self, path: bytes, host: str) -> Target | None:
         if path.startswith(self.prefix) or path == self.prefix_bare or path.startswith(self.prefix_bare + b"?"):

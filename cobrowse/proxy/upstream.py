@@ -36,6 +36,7 @@ class Target:
     base_path: bytes = b""  # prefix prepended to the request path
     internal: bool = False  # our own app: no injection, no URL mapping
     upstream: object = field(default=None)  # headers.Upstream for site targets
+    tag_attributes: bytes = b""  # per-site attributes of our injected tag
 
 
 class UpstreamProtocol(asyncio.Protocol):

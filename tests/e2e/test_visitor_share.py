@@ -534,7 +534,8 @@ async def test_reconnects_and_catches_up_after_a_drop_and_a_hub_restart(page, de
 
 async def test_site_owner_selectors_on_the_loader_tag_are_masked(page, watch, demo_service):
     """Site.mask_selectors reach the page as a JSON array in the loader tag's
-    data-mask-selectors (the server is to add it; set by hand here). Text and
+    data-mask-selectors (the proxy writes it from the config, see
+    test_proxy_http; set by hand here to include invalid entries). Text and
     fields inside are masked; a selector that does not parse is dropped."""
     wire = Wire().attach(page)
     await open_page(page, demo_service, "/checkout")
