@@ -114,8 +114,124 @@ class Ping(Message, tag="ping"):
     n: int = 0
 
 
-VisitorMessage = Union[VisitorHello, Share, Events, Navigated, StopSharing, TabClosing, Ping]
-AgentMessage = Union[AgentHello, WatchQueue, Join, Leave, EndSession, Ping]
+# ----- markers and shared control (both directions) ---------------------------
+#
+# Markers are anchored to elements, not screen coordinates: by the element's
+# live rrweb node id on the current page, with a CSS selector and a text
+# quote as fallbacks that survive a page load (a pinned marker is found again
+# on the next page). Notes are plain text, never markup.
+
+MAX_NOTE = 280
+MAX_POINTS = 2000
+
+
+class Anchor(msgspec.Struct, omit_defaults=True):
+    node: int = -1  # rrweb mirror id of the element on the visitor's current page
+    selector: str = ""  # CSS selector of the element (fallback across page loads)
+    quote: str = ""  # text of the element, or the highlighted words (fallback and text ranges)
+    start: int = -1  # text markers: offsets of the highlighted words in the element's text
+    end: int = -1
+
+
+class Marker(msgspec.Struct, omit_defaults=True):
+    id: str
+    kind: Literal["element", "text", "field", "draw"]
+    anchor: Anchor
+    note: str = ""  # plain text, at most MAX_NOTE characters
+    pinned: bool = False  # kept across page loads (found again by selector/quote)
+    scroll: bool = True  # scroll the visitor's page to it when it is off-screen
+    points: list[tuple[float, float]] = []  # draw: polyline in the anchor's box, 0..1 each way
+    by: str = ""  # set by the hub: who placed it
+
+
+class MarkerAdd(Message, tag="mark"):
+    session: str
+    tab: str
+    marker: Marker
+
+
+class MarkerRemove(Message, tag="unmark"):
+    session: str
+    tab: str
+    id: str | None = None  # None: every marker of the tab
+
+
+class Laser(Message, tag="laser"):
+    """A transient pointer dot following the agent's cursor, relative to an element's box."""
+
+    session: str
+    tab: str
+    anchor: Anchor | None = None  # None hides the dot
+    x: float = 0.5
+    y: float = 0.5
+
+
+class ControlRequest(Message, tag="control_request"):
+    session: str
+    allow_submit: bool = False  # ask to submit forms too
+
+
+class ControlRelease(Message, tag="control_release"):
+    session: str
+
+
+class AgentInput(Message, tag="input"):
+    """An agent's action on the visitor's page, applied there as real events (needs control)."""
+
+    session: str
+    tab: str
+    action: Literal["click", "input", "change", "scroll", "key", "submit"]
+    node: int = -1  # rrweb mirror id of the target element
+    value: str | None = None  # input/change: the new value
+    checked: bool | None = None  # change on checkboxes and radios
+    x: float = 0.0  # scroll: page offsets
+    y: float = 0.0
+    key: str = ""  # key: the key name (Enter, Tab, Escape...)
+
+
+class Command(Message, tag="command"):
+    """Operator commands: `goto` navigates the visitor's tab, `open` opens a new one."""
+
+    session: str
+    tab: str
+    kind: Literal["goto", "open"]
+    url: str
+
+
+# visitor -> hub
+
+
+class ControlAnswer(Message, tag="control"):
+    """The visitor grants or declines a control request, or takes control back (granted false)."""
+
+    granted: bool
+    allow_submit: bool = False
+
+
+class VisitorUnmark(Message, tag="unmark"):
+    """The visitor clears markers on their page."""
+
+    id: str | None = None
+
+
+class CommandResult(Message, tag="command_result"):
+    kind: Literal["goto", "open"]
+    url: str
+    ok: bool
+    reason: str = ""  # popup_blocked | refused | ...
+
+
+class InputRefused(Message, tag="input_refused"):
+    """The visitor's page would not apply an agent's action (masked field, submit not allowed...)."""
+
+    action: str
+    reason: str
+
+
+VisitorMessage = Union[VisitorHello, Share, Events, Navigated, StopSharing, TabClosing, Ping,
+                       ControlAnswer, VisitorUnmark, CommandResult, InputRefused]
+AgentMessage = Union[AgentHello, WatchQueue, Join, Leave, EndSession, Ping,
+                     MarkerAdd, MarkerRemove, Laser, ControlRequest, ControlRelease, AgentInput, Command]
 
 
 # ----- hub -> clients ------------------------------------------------------------
@@ -203,6 +319,24 @@ class TabUpdate(Message, tag="tab"):
 
 class Pong(Message, tag="pong"):
     n: int = 0
+
+
+class ControlRequested(Message, tag="control_requested"):
+    """To the visitor: an agent asks for control; answer within ``timeout`` seconds."""
+
+    session: str
+    agent: Viewer
+    allow_submit: bool
+    timeout: float
+
+
+class ControlState(Message, tag="control_state"):
+    """To everyone in the session: who controls the visitor's page now (nobody: controller None)."""
+
+    session: str
+    controller: Viewer | None = None
+    allow_submit: bool = False
+    reason: str = ""  # granted | declined | revoked | released | timeout | left
 
 
 class Error(Message, tag="error"):
