@@ -38,6 +38,12 @@ def public_url(listen: str) -> str:
     return f"http://{host}:{port}"
 
 
+def navigation_origins(config: Config, site_host: str) -> tuple[str, ...]:
+    """Origins agents may send a visitor of ``site_host`` to, besides the site's own (the hub adds those)."""
+    site = config.site_for_host(site_host)
+    return site.navigation_origins if site is not None else ()
+
+
 class Service:
     """The running parts, startable and stoppable as a whole (tests use this directly)."""
 
@@ -81,7 +87,8 @@ class Service:
             secret = load_or_create_secret(config.server.data_dir)
             self._store = DatabaseSessionStore(self.db)
             self._store.start()
-            self.hub = Hub(InMemoryBroker(), secret, store=self._store, idle_timeout=config.sessions.idle_timeout)
+            self.hub = Hub(InMemoryBroker(), secret, store=self._store, idle_timeout=config.sessions.idle_timeout,
+                           navigation_origins=lambda host: navigation_origins(config, host))
             self._abandoned = asyncio.ensure_future(self._end_abandoned_sessions())
 
             # Our app listens on a unix socket in a private directory: only the proxy reaches it.

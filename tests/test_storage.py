@@ -38,7 +38,7 @@ from cobrowse.storage import (
     head_revision,
 )
 
-TABLES = {"users", "cobrowse_sessions", "cobrowse_participants"}
+TABLES = {"users", "cobrowse_sessions", "cobrowse_participants", "cobrowse_events"}
 
 
 @pytest.fixture(autouse=True)
@@ -117,7 +117,7 @@ def test_head_revision_is_the_only_head():
     from cobrowse.storage.db import alembic_config
 
     assert ScriptDirectory.from_config(alembic_config()).get_heads() == [head_revision()]
-    assert head_revision() == "0001"
+    assert head_revision() == "0002"
 
 
 async def test_sqlite_pragmas_on_every_connection(db):

@@ -39,6 +39,7 @@ class Clock:
 class FakeStore:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.events: list[tuple] = []  # the timeline: (session id, TimelineEntry)
 
     async def session_started(self, session, url):
         self.calls.append(("started", session.id, session.site, session.name, url))
@@ -51,6 +52,9 @@ class FakeStore:
 
     async def participant_left(self, session_id, user_id):
         self.calls.append(("left", session_id, user_id))
+
+    async def record_events(self, session_id, events):
+        self.events += [(session_id, event) for event in events]
 
     async def wait_for(self, count: int) -> list[tuple]:
         for _ in range(int(WAIT / 0.01)):

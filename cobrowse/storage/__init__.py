@@ -1,6 +1,7 @@
 """Storage: the database (SQLAlchemy 2 async; SQLite by default, PostgreSQL by URL),
 its Alembic migrations (in ``migrations/``, applied on start) and small service
-modules per area: :mod:`.accounts`, :mod:`.cobrowse_sessions` (chat comes later).
+modules per area: :mod:`.accounts`, :mod:`.cobrowse_sessions`, :mod:`.timeline`
+(chat comes later).
 
     from cobrowse.storage import Database, accounts
 
@@ -10,15 +11,17 @@ modules per area: :mod:`.accounts`, :mod:`.cobrowse_sessions` (chat comes later)
 
 from __future__ import annotations
 
-from . import accounts, cobrowse_sessions
+from . import accounts, cobrowse_sessions, timeline
 from .accounts import AccountError, ensure_demo_accounts, ensure_demo_agent
 from .cobrowse_sessions import CobrowseSessionError
 from .db import Database, StorageError, head_revision
 from .models import (
     Base,
+    CobrowseEvent,
     CobrowseParticipant,
     CobrowseSession,
     EndReason,
+    EventKind,
     ParticipantRole,
     Role,
     User,
@@ -31,6 +34,7 @@ __all__ = [
     "head_revision",
     "accounts",
     "cobrowse_sessions",
+    "timeline",
     "AccountError",
     "CobrowseSessionError",
     "ensure_demo_agent",
@@ -40,6 +44,8 @@ __all__ = [
     "Role",
     "CobrowseSession",
     "CobrowseParticipant",
+    "CobrowseEvent",
+    "EventKind",
     "ParticipantRole",
     "EndReason",
     "utcnow",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -35,6 +36,8 @@ __all__ = [
     "User",
     "CobrowseSession",
     "CobrowseParticipant",
+    "EventKind",
+    "CobrowseEvent",
 ]
 
 NAMING_CONVENTION = {
@@ -103,6 +106,24 @@ class EndReason(enum.StrEnum):
     agent_ended = "agent_ended"
     idle_timeout = "idle_timeout"
     server_shutdown = "server_shutdown"
+
+
+class EventKind(enum.StrEnum):
+    """What a timeline entry (:class:`CobrowseEvent`) records. Stored as text without a
+    CHECK constraint, so a new kind needs no migration (validation happens in Python)."""
+
+    page = "page"  # a tab's page changed (detail: tab, url, title)
+    marker_placed = "marker_placed"  # detail: tab, id, kind, note, pinned, url
+    marker_cleared = "marker_cleared"  # detail: tab, ids, by (agent | visitor | navigation)
+    control_requested = "control_requested"  # control_*: agent_id, agent (name), allow_submit
+    control_granted = "control_granted"
+    control_declined = "control_declined"
+    control_revoked = "control_revoked"
+    control_released = "control_released"
+    control_timeout = "control_timeout"
+    control_left = "control_left"
+    command_sent = "command_sent"  # detail: tab, kind (goto | open), url
+    command_result = "command_result"  # detail: tab, kind, url, ok, reason
 
 
 def _enum(cls: type[enum.Enum], name: str, length: int, *, constraint: bool = True) -> sa.Enum:
@@ -194,3 +215,27 @@ class CobrowseParticipant(Base):
 
     def __repr__(self) -> str:
         return f"<CobrowseParticipant {self.id} session={self.session_id} user={self.user_id} {self.role.value}>"
+
+
+class CobrowseEvent(Base):
+    """One entry of a session's timeline: a page visited, a marker, a control change, a command.
+
+    Written by the hub through its session store, off the live path; read with
+    :func:`cobrowse.storage.timeline.list_events`. ``actor_id`` is the agent who
+    did it; None when the visitor did (a grant, a revoke, a command's result)
+    or nobody did (a page load, a timeout).
+    """
+
+    __tablename__ = "cobrowse_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("cobrowse_sessions.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[EventKind] = mapped_column(_enum(EventKind, "kind", 32, constraint=False))
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+    def __repr__(self) -> str:
+        return f"<CobrowseEvent {self.id} session={self.session_id} {self.kind.value}>"

@@ -1,17 +1,20 @@
-"""Records session starts, ends and participants in the database, off the live path.
+"""Records session starts, ends, participants and timelines in the database, off the live path.
 
 The hub hands changes over without waiting; one worker writes them in order,
-so a participant is never recorded before the session it joined.
+so a participant (or a timeline event) is never recorded before the session it
+belongs to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 from ..storage import cobrowse_sessions as records
+from ..storage import timeline
 from ..storage.db import Database
-from .session import CobrowseSession
+from .session import CobrowseSession, TimelineEntry
 
 log = logging.getLogger("cobrowse.hub.store")
 
@@ -57,3 +60,8 @@ class DatabaseSessionStore:
 
     async def participant_left(self, session_id: str, user_id: int) -> None:
         await self._enqueue(lambda: records.participant_left(self._db, session_id, user_id))
+
+    async def record_events(self, session_id: str, events: list[TimelineEntry]) -> None:
+        rows = [timeline.NewEvent(kind=e.kind, at=datetime.fromtimestamp(e.at, UTC), actor_id=e.actor,
+                                  detail=e.detail) for e in events]
+        await self._enqueue(lambda: timeline.add_events(self._db, session_id, rows))

@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,15 +28,19 @@ from aiohttp import WSMsgType, web
 from . import protocol as p
 from .broker import QUEUE_TOPIC, Broker, agent_topic, agents_topic, visitor_tab_topic, visitor_topic
 from .ratelimit import KeyedLimiter, TokenBucket
-from .session import Audience, CobrowseSession, EndReason, Outgoing
+from .session import Audience, CobrowseSession, EndReason, Outgoing, TimelineEntry
 
 log = logging.getLogger("cobrowse.hub")
 
 CODE_TTL = 600.0  # a share code is good for ten minutes
 HELLO_TIMEOUT = 10.0
 MAX_BAD_FRAMES = 50  # per connection, before we stop listening to it
+LASER_RATE, LASER_BURST = 40.0, 80.0  # laser frames follow the cursor (~30/s): a bucket of their own
 OUTBOX_LIMIT = 64 * 1024 * 1024  # bytes queued for one slow connection before it is dropped
 ENDED_MEMORY = 24 * 3600.0  # how long an ended session's resume token stays refused
+AUTH_RECHECK = 60.0  # seconds between checks that a connected agent's login still holds (joins: at once)
+QUEUE_INTERVAL = 0.25  # at most this often the whole queue goes to every watching agent
+SHARE_RATE, SHARE_BURST = 1 / 30, 5  # new sessions one visitor connection may start
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +57,14 @@ class SessionStore(Protocol):
     async def session_ended(self, session_id: str, reason: str) -> None: ...
     async def participant_joined(self, session_id: str, user_id: int, role: str) -> None: ...
     async def participant_left(self, session_id: str, user_id: int) -> None: ...
+    async def record_events(self, session_id: str, events: list[TimelineEntry]) -> None:
+        """The session's timeline: pages visited, markers, control changes, commands."""
 
 
 Authenticate = Callable[[web.Request], Awaitable[AgentIdentity | None]]
+# A site host -> the origins agents may send its visitors to, besides the site's own
+# (http and https on the session's host are always allowed).
+NavigationOrigins = Callable[[str], Iterable[str]]
 
 
 class Connection:
@@ -133,8 +142,10 @@ class Connection:
 
 class Hub:
     def __init__(self, broker: Broker, secret: bytes, *, store: SessionStore | None = None,
-                 idle_timeout: float = 1800.0, clock: Callable[[], float] = time.time) -> None:
+                 idle_timeout: float = 1800.0, clock: Callable[[], float] = time.time,
+                 navigation_origins: NavigationOrigins | None = None) -> None:
         self.broker = broker
+        self.navigation_origins = navigation_origins
         self._secret = secret
         self.store = store
         self.idle_timeout = idle_timeout
@@ -147,6 +158,8 @@ class Hub:
         self._ticker: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
         self._connections: set[Connection] = set()
+        self._queue_timer: asyncio.TimerHandle | None = None
+        self._queue_sent = -QUEUE_INTERVAL  # loop time of the last queue published
 
     # ----- lifecycle ---------------------------------------------------------------
 
@@ -156,6 +169,9 @@ class Hub:
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
+        if self._queue_timer is not None:
+            self._queue_timer.cancel()
+            self._queue_timer = None
         # A stop is usually a restart: sessions are not ended, clients are told
         # to come back (1012) and resume with their tokens.
         for connection in list(self._connections):
@@ -264,6 +280,9 @@ class Hub:
             if tab.awaiting_snapshot:
                 tab.snapshot_requested = True
                 connection.send(p.SnapshotPlease())
+            # This page's markers (pinned ones from the last page, or all after a reconnect), and control.
+            for frame in session.visitor_restore(state.tab, now):
+                connection.send(frame)
         else:
             connection.send(p.Welcome(v=p.VERSION))
 
@@ -294,14 +313,20 @@ class Hub:
         elif kind is p.Share:
             if session is not None:
                 return  # already sharing: consent is for the whole session
+            if not state.shares.take(now):
+                # Each session is a queue entry for every agent and rows in the store.
+                connection.send(p.Error(code="rate_limited", message="too many new sessions; wait a little",
+                                        re="share"))
+                return
             session_id = secrets.token_urlsafe(16)
             session = CobrowseSession(session_id, site, state.visitor, frame.name[:p.MAX_TEXT], now)
             self.sessions[session_id] = session
+            # Recorded before anything of its timeline (the first page is recorded on attaching).
+            self._persist(self.store.session_started(session, state.url) if self.store else None)
             self._attach_tab(connection, state, session, now)
             code, expires = self._new_code(session_id, now)
             connection.send(p.Shared(session=session_id, code=code, code_expires=expires,
                                      resume=self.resume_token(session_id, state.visitor)))
-            self._persist(self.store.session_started(session, state.url) if self.store else None)
             self._publish_queue()
         elif kind is p.Navigated:
             state.url, state.title = frame.url, frame.title
@@ -315,6 +340,20 @@ class Hub:
             state.closing = True
         elif kind is p.Ping:
             connection.send(p.Pong(n=frame.n))
+        elif kind in _VISITOR_SESSION_FRAMES:
+            if session is None:
+                connection.send(p.Error(code="not_sharing", message="this tab is not sharing",
+                                        re=kind.__struct_config__.tag))
+                return
+            if kind is p.ControlAnswer:
+                out = session.control_answer(frame.granted, frame.allow_submit, now)
+            elif kind is p.VisitorUnmark:
+                out = session.visitor_unmark(state.tab, frame.id, now)
+            elif kind is p.CommandResult:
+                out = session.command_result(state.tab, frame, now)
+            else:
+                out = session.input_refused(state.tab, frame)
+            self._route(session, out)
         elif kind is p.VisitorHello:
             connection.send(p.Error(code="bad_frame", message="hello was already received", re="hello"))
 
@@ -339,16 +378,25 @@ class Hub:
         connection.subscribe(self.broker, agent_topic(key))
         joined: dict[str, CobrowseSession] = {}
         limiter = TokenBucket(rate=20, burst=60, now=self.clock())
+        laser_limiter = TokenBucket(rate=LASER_RATE, burst=LASER_BURST, now=self.clock())
         bad_frames = 0
+        recheck = None
         try:
             hello = await self._first_frame(ws, connection, p.agent_decoder, p.AgentHello)
             if hello is None:
                 return ws
             connection.send(p.Welcome(v=p.VERSION))
+            if authenticate is not None:
+                recheck = asyncio.ensure_future(self._recheck_login(request, ws, connection, agent, authenticate))
             async for message in ws:
                 if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     break
-                if not limiter.take(self.clock()):
+                laser = _is_laser(message.data)
+                if laser:
+                    # Pointer moves have their own, looser bucket; past it they are dropped quietly.
+                    if not laser_limiter.take(self.clock()):
+                        continue
+                elif not limiter.take(self.clock()):
                     connection.send(p.Error(code="rate_limited", message="too many frames; slow down"))
                     continue
                 frame = self._decode(connection, p.agent_decoder, message.data)
@@ -357,6 +405,9 @@ class Hub:
                     if bad_frames > MAX_BAD_FRAMES:
                         await ws.close(code=1008, message=b"too many bad frames")
                         break
+                    continue
+                if laser and type(frame) is not p.Laser and not limiter.take(self.clock()):
+                    connection.send(p.Error(code="rate_limited", message="too many frames; slow down"))
                     continue
                 if authenticate is not None and type(frame) is p.Join:
                     # A disabled account or a changed password ends the agent's access here too.
@@ -369,6 +420,8 @@ class Hub:
                     agent = current
                 self._agent_frame(connection, key, agent, joined, frame, peer)
         finally:
+            if recheck is not None:
+                recheck.cancel()
             self._connections.discard(connection)
             for session in list(joined.values()):
                 self._route(session, session.agent_left(key, self.clock()))
@@ -377,6 +430,25 @@ class Hub:
                 self._publish_queue()  # viewer counts
             await connection.close()
         return ws
+
+    async def _recheck_login(self, request: web.Request, ws: web.WebSocketResponse, connection: Connection,
+                             agent: AgentIdentity, authenticate: Authenticate) -> None:
+        """Every AUTH_RECHECK s: an agent whose account was disabled, whose password
+        changed or whose login expired stops receiving the sessions (and the queue)
+        they joined before, not only the ones they would join next."""
+        while not ws.closed:
+            await asyncio.sleep(AUTH_RECHECK)
+            try:
+                current = await authenticate(request)
+            except Exception:  # the database is away: ask again next time
+                log.exception("could not check the login of %s", connection.peer)
+                continue
+            if current is None or current.user_id != agent.user_id:
+                log.info("closing %s: its login is no longer valid", connection.peer)
+                connection.send(p.Error(code="unauthorized", message="log in again"))
+                await connection.close()
+                await ws.close(code=1008, message=b"unauthorized")
+                return
 
     def _agent_frame(self, connection: Connection, key: str, agent: AgentIdentity,
                      joined: dict[str, CobrowseSession], frame, peer: str) -> None:
@@ -411,6 +483,29 @@ class Hub:
             self._end(session, EndReason.AGENT_ENDED)
         elif kind is p.Ping:
             connection.send(p.Pong(n=frame.n))
+        elif kind in _AGENT_SESSION_FRAMES:
+            session = joined.get(frame.session)
+            tag = kind.__struct_config__.tag
+            if session is None or session.ended is not None:
+                if kind is not p.Laser:
+                    connection.send(p.Error(code="not_found", message="you are not in that session", re=tag))
+                return
+            if kind is p.Laser:
+                out = session.laser(key, frame)
+            elif kind is p.MarkerAdd:
+                out = session.mark(key, frame.tab, frame.marker, now)
+            elif kind is p.MarkerRemove:
+                out = session.unmark(key, frame.tab, frame.id, now)
+            elif kind is p.ControlRequest:
+                out = session.control_request(key, frame.allow_submit, now)
+            elif kind is p.ControlRelease:
+                out = session.control_release(key, now)
+            elif kind is p.AgentInput:
+                out = session.agent_input(key, frame, now)
+            else:
+                extra = tuple(self.navigation_origins(session.site)) if self.navigation_origins else ()
+                out = session.command(key, frame, extra, now)
+            self._route(session, out)
         elif kind is p.AgentHello:
             connection.send(p.Error(code="bad_frame", message="hello was already received", re="agent_hello"))
 
@@ -483,8 +578,15 @@ class Hub:
                 broker.publish(visitor_tab_topic(session.id, item.key), frame)
             elif audience is Audience.VISITOR:
                 broker.publish(visitor_topic(session.id), frame)
+            elif audience is Audience.OTHER_AGENTS:
+                for key in session.participants:
+                    if key != item.key:
+                        broker.publish(agent_topic(key), frame)
             else:
                 broker.publish(agent_topic(item.key), frame)
+        records = session.take_records()
+        if records and self.store is not None:
+            self._persist(self.store.record_events(session.id, records))
 
     def _end(self, session: CobrowseSession, reason: EndReason) -> None:
         out = session.end(reason)
@@ -507,6 +609,21 @@ class Hub:
         return p.Queue(sessions=[s.queue_entry() for s in self.sessions.values() if s.ended is None])
 
     def _publish_queue(self) -> None:
+        # The queue is the whole list, sent to every watching agent: changes that
+        # come faster than QUEUE_INTERVAL (a visitor flooding `nav` or share/stop,
+        # say) are sent together, in the next one.
+        if self._queue_timer is not None:
+            return  # one is due and will show this change too
+        loop = asyncio.get_running_loop()
+        wait = self._queue_sent + QUEUE_INTERVAL - loop.time()
+        if wait > 0:
+            self._queue_timer = loop.call_later(wait, self._send_queue)
+        else:
+            self._send_queue()
+
+    def _send_queue(self) -> None:
+        self._queue_timer = None
+        self._queue_sent = asyncio.get_running_loop().time()
         self.broker.publish(QUEUE_TOPIC, p.encode(self._queue()))
 
     def _persist(self, coroutine) -> None:
@@ -523,8 +640,20 @@ class Hub:
             log.error("could not record a session change", exc_info=task.exception())
 
 
+_AGENT_SESSION_FRAMES = frozenset({p.MarkerAdd, p.MarkerRemove, p.Laser, p.ControlRequest, p.ControlRelease,
+                                   p.AgentInput, p.Command})
+_VISITOR_SESSION_FRAMES = frozenset({p.ControlAnswer, p.VisitorUnmark, p.CommandResult, p.InputRefused})
+_LASER_PREFIXES = (b'{"t":"laser"', b'{"t": "laser"')
+
+
+def _is_laser(data: bytes | str) -> bool:
+    """A cheap look at a frame's start: clients send ``t`` first (a laser sent otherwise counts as a frame)."""
+    head = data[:16].encode() if isinstance(data, str) else data[:16]
+    return head.startswith(_LASER_PREFIXES)
+
+
 class _VisitorState:
-    __slots__ = ("visitor", "tab", "url", "title", "session", "closing", "bad_frames")
+    __slots__ = ("visitor", "tab", "url", "title", "session", "closing", "bad_frames", "shares")
 
     def __init__(self) -> None:
         self.visitor = ""
@@ -534,3 +663,4 @@ class _VisitorState:
         self.session: CobrowseSession | None = None
         self.closing = False
         self.bad_frames = 0
+        self.shares = TokenBucket(rate=SHARE_RATE, burst=SHARE_BURST, now=0.0)

@@ -164,6 +164,7 @@ class Laser(Message, tag="laser"):
     anchor: Anchor | None = None  # None hides the dot
     x: float = 0.5
     y: float = 0.5
+    by: str = ""  # set by the hub when relaying: whose pointer it is
 
 
 class ControlRequest(Message, tag="control_request"):
@@ -219,6 +220,8 @@ class CommandResult(Message, tag="command_result"):
     url: str
     ok: bool
     reason: str = ""  # popup_blocked | refused | ...
+    session: str = ""  # set by the hub when relaying to agents
+    tab: str = ""  # set by the hub when relaying to agents
 
 
 class InputRefused(Message, tag="input_refused"):
@@ -226,6 +229,8 @@ class InputRefused(Message, tag="input_refused"):
 
     action: str
     reason: str
+    session: str = ""  # set by the hub when relaying to agents
+    tab: str = ""  # set by the hub when relaying to agents
 
 
 VisitorMessage = Union[VisitorHello, Share, Events, Navigated, StopSharing, TabClosing, Ping,
