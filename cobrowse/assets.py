@@ -16,6 +16,9 @@ STATIC_DIST = Path(__file__).resolve().parent / "static_dist"
 
 LOADER_CACHE = "public, max-age=300"
 BUNDLE_CACHE = "public, max-age=3600"
+# The agent console's page and code: served by the console's own listener only,
+# never on a site's origin (where its login form would post to the site).
+CONSOLE_FILES = "console."
 
 
 def bundle_missing_message() -> str:
@@ -30,7 +33,7 @@ async def loader(request: web.Request) -> web.StreamResponse:
 async def static_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     path = (STATIC_DIST / name).resolve()
-    if STATIC_DIST not in path.parents or not path.is_file():
+    if STATIC_DIST not in path.parents or not path.is_file() or path.name.startswith(CONSOLE_FILES):
         raise web.HTTPNotFound()
     return _file(path, BUNDLE_CACHE)
 

@@ -101,11 +101,17 @@ def build_console_app(config: Config, hub: Hub, db: Database, secret: bytes,
             return web.json_response({"error": "send JSON with username and password"}, status=400)
         now = time.monotonic()
         peer = request.remote or "?"
-        if not (login_limiter.allow(f"addr:{peer}", now) and login_limiter.allow(f"user:{username.lower()}", now)):
+        keys = (f"addr:{peer}", f"user:{username.lower()}")
+        if not (login_limiter.allow(keys[0], now) and login_limiter.allow(keys[1], now)):
             return web.json_response({"error": "too many attempts; wait a few minutes"}, status=429)
         user = await accounts.authenticate(db, username, password)
         if user is None:
             return web.json_response({"error": "wrong username or password"}, status=401)
+        # Only wrong guesses count: a team logging in from one address (an office,
+        # a TLS terminator) must not lock itself out. Taken first, given back now,
+        # so parallel guesses cannot all pass before any of them is counted.
+        for key in keys:
+            login_limiter.refund(key)
         response = web.json_response(_me(user))
         response.set_cookie(auth.COOKIE_NAME, auth.issue(secret, user.id, user.password_hash), path="/",
                             httponly=True, samesite="Strict", secure=secure_cookie, max_age=auth.SESSION_LIFETIME)

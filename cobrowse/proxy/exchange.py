@@ -142,11 +142,9 @@ class Exchange:
             self.pending_size = 0
         if self.request_done and self.request_chunked:
             conn.transport.write(b"0\r\n\r\n")
-        if self.tunnel_data_waiting():
-            conn.transport.write(self.client.take_early_tunnel_data())
-
-    def tunnel_data_waiting(self) -> bool:
-        return self.upgrade and self.client.has_early_tunnel_data()
+        # What the visitor sent after an upgrade request waits for the upstream's
+        # 101 (see _begin_tunnel): an upstream that refuses the upgrade would
+        # read those bytes as a request of their own, one we never parsed.
 
     # ----- request body from the visitor ----------------------------------
 
@@ -455,6 +453,8 @@ class Exchange:
         if upstream_rest:
             self.client.transport.write(upstream_rest)
         self.client.begin_tunnel(self)
+        if self.conn is not None and self.client.has_early_tunnel_data():
+            self.conn.transport.write(self.client.take_early_tunnel_data())
 
     def tunnel_to_upstream(self, data: bytes) -> None:
         if self.conn is not None:

@@ -11,8 +11,10 @@ becomes a byte tunnel once the other side agrees.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import logging
+import re
 from collections.abc import Callable
 
 import httptools
@@ -29,6 +31,9 @@ log = logging.getLogger("cobrowse.proxy")
 
 SWEEP_INTERVAL = 1.0  # seconds between timeout checks
 _NO_TOKENS: frozenset[bytes] = frozenset()
+# The body we relay is framed by these: a Connection header naming them must not
+# drop them (the upstream would read the body as the next request: smuggling).
+_FRAMING = frozenset({b"content-length"})
 KEEPALIVE_TIMEOUT = 75.0  # idle seconds before an idle visitor connection (or a slow request head) is closed
 MAX_HEADERS = 200
 MAX_PIPELINED = 8
@@ -128,7 +133,8 @@ class _Reject(Exception):
 
 class ClientProtocol(asyncio.Protocol):
     __slots__ = ("proxy", "transport", "parser", "queue", "current", "url_parts", "headers", "head_size",
-                 "paused", "http11", "tunnel_exchange", "early", "peer", "idle_since", "closed", "handoff", "eof")
+                 "paused", "http11", "tunnel_exchange", "early", "peer", "idle_since", "closed", "handoff", "eof",
+                 "body_size")
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
@@ -148,6 +154,7 @@ class ClientProtocol(asyncio.Protocol):
         self.peer = ""
         self.idle_since: float | None = proxy.clock  # None while a request is in progress
         self.closed = False
+        self.body_size = 0  # bytes of the current request's body so far
 
     # ----- asyncio.Protocol -------------------------------------------------
 
@@ -216,6 +223,7 @@ class ClientProtocol(asyncio.Protocol):
         self.url_parts = []
         self.headers = []
         self.head_size = 0
+        self.body_size = 0
 
     def on_url(self, url: bytes) -> None:
         self.url_parts.append(url)
@@ -234,7 +242,7 @@ class ClientProtocol(asyncio.Protocol):
         self.http11 = self.parser.get_http_version() != "1.0"
         exchange = self._exchange_for_request()
         if (isinstance(exchange, Exchange) and exchange.upgrade and exchange.target.internal
-                and self.proxy.internal_server is not None and not self.queue):
+                and self.proxy.internal_server is not None and not self.queue and self._hub_handshake(exchange)):
             self.handoff = exchange.head  # taken over in data_received, once llhttp stops at the upgrade
             return
         self.current = exchange
@@ -245,7 +253,26 @@ class ClientProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         current = self.current
         if current is not None and not current.finished:
+            limit = self.proxy.max_body_size
+            if limit and isinstance(current, Exchange) and current.request_chunked:
+                # A Content-Length over the limit is refused up front; a chunked body
+                # is counted as it comes.
+                self.body_size += len(body)
+                if self.body_size > limit:
+                    log.info("a chunked request body from %s went over max_body_size", self.peer)
+                    self._cut_short(current, 413, "request body too large")
+                    return
             current.request_body(body)
+
+    def _cut_short(self, exchange: Exchange, status: int, detail: str) -> None:
+        """The request whose body is arriving will never be complete: answer now and close."""
+        self.current = None
+        self.pause_reading("rejected")
+        if self.queue and self.queue[0] is exchange and not exchange.response_started:
+            exchange._fail_before_response(status, detail)  # answers, then closes
+        else:
+            exchange.client_lost()  # pipelined behind others, or answered already: just cut it off
+            self.abort()
 
     def on_message_complete(self) -> None:
         current, self.current = self.current, None
@@ -255,6 +282,32 @@ class ClientProtocol(asyncio.Protocol):
             # than a few requests waits in the socket until we catch up.
             if len(self.queue) >= MAX_PIPELINED:
                 self.pause_reading("exchange")
+
+    def _hub_handshake(self, exchange: Exchange) -> bool:
+        """Whether this is a well-formed websocket handshake for the hub, the only
+        upgrade our app accepts. A handed-off connection is the app's for good: one
+        it refused would stay open there, and later requests on it would reach the
+        app without passing the proxy (unchecked X-Forwarded-* headers, site paths
+        answered by us). Anything else takes the internal socket like any request.
+        """
+        if exchange.method != b"GET":
+            return False
+        target = exchange.head.split(b" ", 2)[1]
+        if target.split(b"?", 1)[0] != self.proxy.prefix + b"ws":
+            return False
+        seen: dict[bytes, bytes] = {}
+        for name, value in self.headers:
+            lname = name.lower()
+            if lname in (b"upgrade", b"sec-websocket-key", b"sec-websocket-version"):
+                if lname in seen:
+                    return False
+                seen[lname] = value.strip()
+        try:
+            key = base64.b64decode(seen.get(b"sec-websocket-key", b""), validate=True)
+        except ValueError:
+            return False
+        return (seen.get(b"upgrade", b"").lower() == b"websocket" and len(key) == 16
+                and seen.get(b"sec-websocket-version") == b"13")
 
     # ----- building the exchange ----------------------------------------------
 
@@ -266,6 +319,7 @@ class ClientProtocol(asyncio.Protocol):
         keep_alive = parser.should_keep_alive()
 
         host = b""
+        hosts = 0
         content_length = None
         chunked = upgrade_value = None
         forwarded_proto = forwarded_host = None
@@ -275,6 +329,7 @@ class ClientProtocol(asyncio.Protocol):
             lname = name.lower()
             if lname == b"host":
                 host = value
+                hosts += 1
             elif lname == b"connection":
                 connection_seen = True
             elif lname == b"content-length":
@@ -308,6 +363,10 @@ class ClientProtocol(asyncio.Protocol):
             else:
                 return _FixedResponse(self, error_page(400, "unsupported request target", html=False))
 
+        if hosts > 1 or not _HOST.fullmatch(host):
+            # RFC 9112 3.2: one Host, a valid one. It also becomes our public origin,
+            # which goes into CSP sources and mapped URLs: no spaces, quotes or ";".
+            return _FixedResponse(self, error_page(400, "invalid or repeated Host header", html=False))
         host_str = host.decode("latin-1")
         target = proxy.target_for(url, host_str)
         is_upgrade = upgrade_value is not None and parser.should_upgrade()
@@ -327,6 +386,8 @@ class ClientProtocol(asyncio.Protocol):
             scheme = (forwarded_proto or b"").split(b",")[0].strip().decode("latin-1").lower()
             scheme = scheme if scheme in ("http", "https") else "http"
             public_host = (forwarded_host or b"").split(b",")[0].strip().decode("latin-1") or host_str
+            if not _HOST.fullmatch(public_host.encode("latin-1")):
+                return _FixedResponse(self, error_page(400, "invalid X-Forwarded-Host header", html=False))
         else:
             scheme, public_host = "http", host_str
         public_origin = f"{scheme}://{public_host}"
@@ -353,7 +414,7 @@ class ClientProtocol(asyncio.Protocol):
                        accept_encoding: str | None) -> bytes:
         proxy = self.proxy
         internal = target.internal
-        named = connection_tokens(self.headers) if connection_seen else _NO_TOKENS
+        named = connection_tokens(self.headers) - _FRAMING if connection_seen else _NO_TOKENS
         lines = [b"%b %b%b HTTP/1.1\r\nHost: %b\r\n" % (method, target.base_path, url,
                                                           host if internal else target.host_header)]
         prior_forwarded_for = None
@@ -366,6 +427,8 @@ class ClientProtocol(asyncio.Protocol):
                 continue
             if lname in (b"x-forwarded-proto", b"x-forwarded-host"):
                 continue  # sent below as we determined them (from these only when trusted)
+            if (lname.startswith(b"x-forwarded-") or lname == b"x-real-ip") and not proxy.trust_forwarded:
+                continue  # X-Forwarded-Port/-Ssl/-Prefix...: only a trusted terminator may say these
             if lname == b"forwarded":
                 if proxy.trust_forwarded and not internal:
                     lines.append(b"%b: %b\r\n" % (name, value))
@@ -462,6 +525,12 @@ class ClientProtocol(asyncio.Protocol):
 
     def _reject(self, status: int, detail: str) -> None:
         log.info("rejected a request from %s with %d: %s", self.peer, status, detail)
+        current = self.current
+        if isinstance(current, Exchange) and not current.finished and not current.request_done:
+            # Malformed mid-body (a bad chunk): its upstream would wait for the rest
+            # until the read timeout, holding a pooled connection.
+            self._cut_short(current, status, detail)
+            return
         if self.queue:
             # Answer in order: whatever is in flight finishes first, then the rejection, then close.
             self.queue.append(_FixedResponse(self, error_page(status, detail, html=False)))
@@ -506,6 +575,10 @@ class _FixedResponse:
 
     def client_resume_writing(self) -> None:
         pass
+
+
+# A host name (or IPv4 address) or a bracketed IPv6 address, with an optional port.
+_HOST = re.compile(rb"(?:[A-Za-z0-9._~-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 def _may_be_navigation(sec_fetch_dest: bytes | None, accept: bytes | None) -> bool:

@@ -39,6 +39,12 @@ class KeyedLimiter:
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
         return bucket.take(now)
 
+    def refund(self, key: str) -> None:
+        """Give back what allow() took (a login that succeeded is no guess)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(bucket.burst, bucket.tokens + 1)
+
     def sweep(self, now: float) -> None:
         full = [k for k, b in self._buckets.items() if b.tokens + (now - b.stamp) * b.rate >= b.burst]
         for key in full:
