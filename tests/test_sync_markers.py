@@ -350,3 +350,13 @@ async def test_markers_are_recorded_in_the_timeline(env):
     await asyncio.sleep(0.05)
     kinds = [(e.kind, e.actor, e.detail.get("by")) for s, e in env.store.events if s == session]
     assert kinds == [("page", None, None), ("marker_placed", 1, None), ("marker_cleared", None, "visitor")]
+
+
+def test_a_same_document_query_change_keeps_the_markers():
+    """A filter box writing ?q= as the visitor types stays the same page; a new path does not."""
+    session = sharing()
+    session.mark("a1", "T", element(), T0 + 1)
+    session.navigated("T", "https://shop.test/?q=mug", "Shop", T0 + 2)
+    assert marker_ids(session) == ["m1"]
+    session.navigated("T", "https://shop.test/cart", "Cart", T0 + 3)
+    assert marker_ids(session) == []

@@ -293,8 +293,10 @@ class CobrowseSession:
         self.last_activity = now
         before = tab.url
         tab.url, tab.title = url[:2048], title[:2048]
+        # A same-document navigation that changes only the query (a filter box
+        # writing ?q= as the visitor types) is the same page: markers stay.
         return [Outgoing(Audience.AGENTS, TabUpdate(session=self.id, state=tab.state()))] + \
-            self._page_changed(tab, before, now)
+            self._page_changed(tab, before, now, same_document=True)
 
     # ----- agents -------------------------------------------------------------------
 
@@ -415,13 +417,14 @@ class CobrowseSession:
         return out
 
     def _page_changed(self, tab: Tab, before: str, now: float, notify_visitor: bool = True,
-                      reopened: bool = False) -> list[Outgoing]:
+                      reopened: bool = False, same_document: bool = False) -> list[Outgoing]:
         """The tab's URL may have changed: a new page records a visit and drops the markers not pinned.
 
         Whoever had markers hears ``unmark`` (all) and then ``mark`` for each pinned one: they
         are found again on the new page by selector or quote.
         """
-        if _page_of(before) == _page_of(tab.url) and not reopened:
+        page_of = _path_of if same_document else _page_of
+        if page_of(before) == page_of(tab.url) and not reopened:
             return []
         self._record(now, "page", tab=tab.id, url=tab.url, title=tab.title)
         if not tab.markers:
@@ -674,6 +677,11 @@ def _who(control: Control) -> dict[str, Any]:
 def _page_of(url: str) -> str:
     """A page is its URL without the fragment: an anchor jump keeps the markers, another page drops them."""
     return url.partition("#")[0]
+
+
+def _path_of(url: str) -> str:
+    """For same-document navigations: the URL without query and fragment."""
+    return url.partition("#")[0].partition("?")[0]
 
 
 def _unit(value: float) -> float:

@@ -12,7 +12,10 @@
 //               which loads the rrweb recorder bundle after consent
 //   consent.js  the consent form, the share code, the stop button (panel)
 //   banner.js   who is viewing (bar above the page), end-of-sharing notice
-// (chat.js and markers.js are meant to join them.)
+//   markers.js  what an agent marks on the page (boxes, highlights, drawings, laser)
+//   control.js  shared control: the prompt, "Take back control", the agent's input
+//   commands.js an agent sends the tab to a page or opens a new one
+// (chat.js is meant to join them.)
 //
 // A feature is a function called once, when the panel is first built, with the
 // widget object w:
@@ -36,9 +39,12 @@ import { intro } from './intro.js';
 import { share } from './share.js';
 import { consent } from './consent.js';
 import { banner } from './banner.js';
+import { markers } from './markers.js';
+import { control } from './control.js';
+import { commands } from './commands.js';
 
 // share first: the others listen to what it reports.
-const FEATURES = [share, intro, consent, banner];
+const FEATURES = [share, intro, consent, banner, markers, control, commands];
 
 let w = null;
 let opened = false;

@@ -54,10 +54,34 @@ export function siteSelectors(base) {
   });
 }
 
-// The rrweb options that decide what is masked (exported for tests and reuse).
-export function maskingOptions(extra) {
+// Whether a node is inside an element matching selector, looking through
+// shadow roots (to their host) and same-origin frames (to the <iframe>).
+// rrweb asks el.closest(), which stops at both: a field in a web component or
+// a frame under a masked element would go out as it is.
+export function inside(node, selector) {
+  while (node) {
+    const el = node.nodeType == 1 ? node : node.parentElement;
+    if (el && el.closest(selector)) return true;
+    const root = node.getRootNode ? node.getRootNode() : null;
+    if (!root) return false;
+    if (root.host) node = root.host;
+    else {
+      try {
+        node = root.defaultView ? root.defaultView.frameElement : null;
+      } catch (e) {
+        node = null; // a frame of another origin: its own page, not ours to record
+      }
+    }
+  }
+  return false;
+}
+
+// Whether an element is private (its value and text are masked): the one
+// predicate behind the recorder's masking, also used by control.js to refuse
+// an agent's typing into such fields.
+export function maskPredicate(extra) {
   const masked = [MARK, ...extra].join(',');
-  const isMasked = (el) => {
+  return (el) => {
     if (!el || !el.getAttribute) return false;
     const ac = (el.getAttribute('autocomplete') || '').toLowerCase();
     return (
@@ -65,9 +89,15 @@ export function maskingOptions(extra) {
       el.hasAttribute('data-rr-is-password') ||
       CARD.test(ac) ||
       SECRET.test(ac) ||
-      !!(el.closest && el.closest(masked))
+      inside(el, masked)
     );
   };
+}
+
+// The rrweb options that decide what is masked (exported for tests and reuse).
+export function maskingOptions(extra) {
+  const masked = [MARK, ...extra].join(',');
+  const isMasked = maskPredicate(extra);
   const blocked = [
     '#cobrowse-root',
     // rrweb still watches an open shadow root under a blocked host: block every
@@ -89,9 +119,84 @@ export function maskingOptions(extra) {
 // open shadow root under it: it reports the stylesheets adopted there, nodes
 // added at its top level, and interactions with nodes it never serialised
 // (id -1). None of that is the page: drop it here, whatever the selectors say.
+const FULL_SNAPSHOT_EVENT = 2;
 const INCREMENTAL = 3;
 const MUTATION = 0;
 const ADOPTED_STYLESHEET = 15;
+
+// rrweb's own text masking (maskTextSelector) stops at shadow roots and frames
+// too, for text that changes or appears after the first snapshot, and it keeps
+// a field's value attribute as written when the field is empty (a cleared
+// password's default). Every event is checked again here, against the page's
+// nodes, before it leaves: masked text becomes "*", masked values too.
+const SOURCE_INPUT = 5;
+const stars = (text) => text.replace(/\S/g, '*');
+// Attributes of a masked element that show its words.
+const WORDS = ['title', 'alt', 'placeholder', 'aria-label'];
+
+// removed: undefined in a snapshot (the attribute is left out), null in a mutation (it is removed).
+function maskAttributes(tag, a, removed) {
+  for (const name of WORDS) if (typeof a[name] == 'string' && a[name]) a[name] = stars(a[name]);
+  if (tag != 'iframe') return;
+  // A frame's page can travel as markup in an attribute (src..., whose page rrweb
+  // records anyway): under a mask, that markup is not sent.
+  for (const name of Object.keys(a)) {
+    if (!name.startsWith('src')) continue;
+    if (removed === undefined) delete a[name];
+    else a[name] = removed;
+  }
+}
+
+// A <style> or <script>: its text is CSS or a placeholder, never the page's words.
+const isCode = (node) => !!node && /^(style|script)$/i.test(node.nodeName);
+
+function masker(selector, isMasked, mirror) {
+  const walk = (sn, masked) => {
+    if (!sn) return;
+    if (sn.type == 3 || sn.type == 4 || sn.type == 5) {
+      if (masked && sn.textContent) sn.textContent = stars(sn.textContent);
+      return;
+    }
+    if (sn.type == 2) {
+      const el = mirror.getNode(sn.id);
+      const tag = sn.tagName;
+      masked = masked || !!(el && el.matches && el.matches(selector));
+      if (tag == 'style' || tag == 'script') return; // CSS and placeholders, not the page's words
+      const a = sn.attributes || {};
+      if (masked) maskAttributes(tag, a);
+      if (tag == 'input' || tag == 'textarea' || tag == 'select' || tag == 'option') {
+        masked = masked || isMasked(el);
+        if (masked && typeof a.value == 'string' && a.value) a.value = '*'.repeat(a.value.length);
+        if (masked && tag == 'option') delete a.selected;
+      }
+    }
+    for (const child of sn.childNodes || []) walk(child, masked);
+  };
+  return (event) => {
+    const d = event.data;
+    if (!d) return;
+    if (event.type == FULL_SNAPSHOT_EVENT) walk(d.node, false);
+    if (event.type != INCREMENTAL) return;
+    if (d.source == MUTATION) {
+      for (const add of d.adds || []) {
+        const parent = mirror.getNode(add.parentId);
+        if (!isCode(parent)) walk(add.node, inside(parent, selector));
+      }
+      for (const t of d.texts || []) {
+        const node = mirror.getNode(t.id);
+        if (t.value && node && !isCode(node.parentNode) && inside(node, selector)) t.value = stars(t.value);
+      }
+      for (const at of d.attributes || []) {
+        const el = mirror.getNode(at.id);
+        const a = at.attributes || {};
+        if (inside(el, selector)) maskAttributes(el.tagName.toLowerCase(), a, null);
+        if (typeof a.value == 'string' && a.value && isMasked(el)) a.value = '*'.repeat(a.value.length);
+      }
+    } else if (d.source == SOURCE_INPUT && typeof d.text == 'string' && d.text) {
+      if (isMasked(mirror.getNode(d.id))) d.text = '*'.repeat(d.text.length);
+    }
+  };
+}
 
 function notOurs(event, hostId) {
   if (event.type != INCREMENTAL) return true;
@@ -127,10 +232,22 @@ export function createRecorder(ctx, emit) {
       if (stopFn) return Promise.resolve();
       return load().then(({ record }) => {
         if (!wanted || stopFn) return;
+        const extra = siteSelectors(ctx.base);
+        const options = maskingOptions(extra);
+        const mask = masker(options.maskTextSelector, maskPredicate(extra), record.mirror);
         stopFn =
           record({
-            emit: (event) => wanted && notOurs(event, hostId()) && emit(event),
-            ...maskingOptions(siteSelectors(ctx.base)),
+            emit: (event) => {
+              if (!wanted || !notOurs(event, hostId())) return;
+              try {
+                mask(event);
+              } catch (e) {
+                console.warn('cobrowse: an event could not be checked for masking; not sent', e);
+                return;
+              }
+              emit(event);
+            },
+            ...options,
             slimDOMOptions: { script: true, comment: true, headFavicon: true },
             sampling: { mousemove: 50, scroll: 100, media: 800 },
             recordCanvas: false,
@@ -155,5 +272,7 @@ export function createRecorder(ctx, emit) {
       stopFn = null;
     },
     running: () => !!stopFn,
+    // The page's element with this rrweb node id (the id agents see), or null.
+    node: (id) => (stopFn && lib && id >= 0 ? lib.record.mirror.getNode(id) : null),
   };
 }

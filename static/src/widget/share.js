@@ -16,18 +16,42 @@
 //   nav {url, title}   same-document navigations (pushState, popstate, hash)
 //   <- viewers {viewers}   who is watching (the banner shows them)
 //   stop           the visitor ends it;  <- ended {reason}: it ended
+//   <- mark, unmark, laser, control_requested, control_state, input, command:
+//                  markers and shared control, handed to markers.js,
+//                  control.js and commands.js as 'hub:<t>' events; they answer
+//                  with w.share.send(): control, unmark, command_result, input_refused
 //
 // Features talk to it through the widget's events:
 //   in:  'share:start' {name}, 'share:stop', 'resume'
 //   out: 'share:state' {phase, code, expires, viewers, reason}
 //        phase: idle | starting | resuming | sharing | reconnecting | failed | ended
+//        'share:nav' {url}   a same-document navigation (pushState, popstate, hash)
+//        'hub:<t>' {...}     a frame of the session from the hub (HUB_FRAMES)
+//   w.share.send(frame) -> bool   sends a frame on the live socket
+//   w.share.node(id) -> Node|null  the page's node with this rrweb id (the id agents use)
 import { storedSession, saveSession, clearSession, nextSeq as storedSeq, saveSeq, visitorId, tabId, SHARE_KEY } from './store.js';
 import { createRecorder } from './recorder.js';
 
 const VERSION = 1;
 const FULL_SNAPSHOT = 2;
-const FLUSH_MS = 50;
+const FLUSH_MS = 50; // how long high-rate events (pointer moves, scrolling, resizes) wait to be batched
 const FLUSH_EVENTS = 200;
+// What the agent is waiting to see goes out at once instead, on the next
+// microtask (everything rrweb records in the same event listener travels in
+// one frame): rrweb IncrementalSnapshot sources MouseInteraction 2, Input 5,
+// Selection 14, and DOM mutations (0) within REACTION_MS of one of those (the
+// page reacting to the visitor). Batching typing for 50 ms was about half of
+// the keystroke-to-agent time (bench/browser.py: ~53 ms of ~116 ms at the
+// median). Not a 0 ms timer: right after an input event Chromium runs timers
+// only once it has rendered the next frame, 6-21 ms later in that benchmark.
+const INCREMENTAL = 3;
+const MUTATION = 0;
+const URGENT_SOURCES = new Set([2, 5, 14]);
+const REACTION_MS = 500;
+// At most one such frame per URGENT_GAP_MS (a drag-selection or an animated
+// page while typing would otherwise send one per event): well under the hub's
+// 100 frames/s per visitor, past which it drops frames.
+const URGENT_GAP_MS = 20;
 const HOLD_BYTES = 2 * 1024 * 1024; // unacknowledged batches kept for a resend
 const RESEND_EVENTS = 2000; // per frame when catching up (the hub takes up to 5000)
 const BACKOFF_MIN = 500;
@@ -36,6 +60,8 @@ const START_TRIES = 4; // before `shared`, give up after this many failed connec
 const PING_MS = 20000;
 const SILENT_MS = 45000; // nothing heard for this long: the connection is dead
 const SEEN_MS = 15000; // how often the stored session's "seen" time is refreshed
+// Frames of the session that features handle (markers.js, control.js, commands.js).
+const HUB_FRAMES = new Set(['mark', 'unmark', 'laser', 'control_requested', 'control_state', 'input', 'command']);
 
 const W = window;
 const L = location;
@@ -56,6 +82,9 @@ export function share(w) {
   let retryTimer = 0;
   let pingTimer = 0;
   let flushTimer = 0;
+  let flushSoon = false; // a flush is queued as a microtask
+  let lastUrgent = -Infinity;
+  let lastFlush = -Infinity;
   let heard = 0;
   let seenWritten = 0;
   let pings = 0;
@@ -225,6 +254,10 @@ export function share(w) {
         }
         console.warn('cobrowse: the help service said ' + m.code + ': ' + m.message);
         return;
+      default:
+        // Only for this session and this tab (the hub addresses them so; checked all the same).
+        if (HUB_FRAMES.has(m.t) && sess && live && (m.session == null || m.session == sess.session) && (m.tab == null || m.tab == tabId()))
+          w.emit('hub:' + m.t, m);
     }
   }
 
@@ -240,17 +273,39 @@ export function share(w) {
 
   const isFull = (e) => e.type == FULL_SNAPSHOT;
 
+  function urgent(event) {
+    if (event.type != INCREMENTAL || !event.data) return false;
+    const now = Date.now();
+    if (URGENT_SOURCES.has(event.data.source)) {
+      lastUrgent = now;
+      return true;
+    }
+    return event.data.source == MUTATION && now - lastUrgent < REACTION_MS;
+  }
+
   function record(event) {
     if (!sess) return;
     queue.push(event);
     if (isFull(event) || queue.length >= FLUSH_EVENTS) flush();
-    else if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
+    else if (urgent(event)) {
+      if (!flushSoon) {
+        flushSoon = true;
+        const wait = lastFlush + URGENT_GAP_MS - performance.now();
+        if (wait <= 0) Promise.resolve().then(flush);
+        else {
+          clearTimeout(flushTimer);
+          flushTimer = setTimeout(flush, wait);
+        }
+      }
+    } else if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
   }
 
   function flush() {
     clearTimeout(flushTimer);
     flushTimer = 0;
+    flushSoon = false;
     if (!queue.length || !sess) return;
+    lastFlush = performance.now();
     const ev = queue;
     queue = [];
     const frame = JSON.stringify({ t: 'rr', seq, ev });
@@ -369,6 +424,7 @@ export function share(w) {
     clearTimeout(retryTimer);
     clearTimeout(flushTimer);
     flushTimer = 0;
+    flushSoon = false;
     recorder.stop();
     detach();
     clearSession(sess && sess.session);
@@ -387,6 +443,7 @@ export function share(w) {
   function urlChanged() {
     if (L.href == lastUrl) return;
     lastUrl = L.href;
+    w.emit('share:nav', { url: L.href });
     clearTimeout(navTimer);
     navTimer = setTimeout(() => live && send({ t: 'nav', url: L.href, title: document.title }), 150);
   }
@@ -433,5 +490,9 @@ export function share(w) {
   w.on('share:start', (data) => start(data && data.name));
   w.on('share:stop', () => stop());
   w.on('resume', resume);
-  w.share = { state: () => ({ phase, reason, viewers, code: sess && sess.code, expires: sess && sess.expires }) };
+  w.share = {
+    state: () => ({ phase, reason, viewers, code: sess && sess.code, expires: sess && sess.expires }),
+    send: (m) => !!(live && ws && ws.readyState == 1 && (send(m), true)),
+    node: (id) => recorder.node(id),
+  };
 }
