@@ -6,6 +6,10 @@
 //   queue.js         visitors waiting for help, "Join by code"
 //   session-view.js  the open session: tabs, viewers, leave / end, its end
 //   replay.js        one tab replayed live with rrweb (timing, scaling)
+//   anchors.js       how markers and actions name the visitor's elements
+//   markers.js       marker tools and the markers drawn over the replay
+//   control.js       shared control: request / release, the agent's input
+//   commands.js      goto: / open: for the visitor's tab
 //
 // The page is console.html; this runs deferred, under the console's CSP.
 
@@ -103,6 +107,27 @@ const session = new SessionController({
     end: $('#end'),
     endDialog: $('#end-dialog'),
     endConfirm: $('#end-confirm'),
+    markBar: $('#mark-bar'),
+    toolHint: $('#tool-hint'),
+    control: {
+      card: $('#control-card'),
+      title: $('#control-title'),
+      text: $('#control-text'),
+      note: $('#control-note'),
+      allowSubmit: $('#control-allow-submit'),
+      allowRow: $('#control-allow-row'),
+      request: $('#control-request'),
+      release: $('#control-release'),
+      chip: $('#control-chip'),
+      session: $('#session'),
+    },
+    command: {
+      form: $('#command-form'),
+      input: $('#command-input'),
+      submit: $('#command-submit'),
+      status: $('#command-status'),
+      help: $('#command-help'),
+    },
   },
 });
 $('#end-cancel').addEventListener('click', () => $('#end-dialog').close());
@@ -133,6 +158,7 @@ function enter(me) {
   els.meRole.textContent = me.role;
   els.meRole.hidden = !me.role || me.role == 'agent';
   els.meAvatar.textContent = initials(me.name);
+  session.me = me.name;
   document.body.classList.add('is-in');
   if (socket) socket.stop();
   socket = new AgentSocket(socketUrl(), {

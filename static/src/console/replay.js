@@ -10,7 +10,12 @@
 //
 // So each event's timestamp is moved onto OUR clock before it is added:
 //   local = visitor timestamp - offset,  offset = visitor clock - our clock
-// and the replayer starts with baseline = Date.now(). An event then falls due
+// and the replayer starts with baseline = our clock at the moment its timer
+// starts (taken after the replayer is built: a baseline taken before building
+// it made every event late by the build time, 25-60 ms measured in
+// bench/browser.py). "Our clock" is performance.timeOrigin + performance.now(),
+// the clock rrweb's timer counts in, so it cannot drift from the timer the way
+// Date.now() can over a long stay on one page. An event then falls due
 // at the first animation frame after it arrives (its local time is "now minus
 // the network delay"), with no buffer. The offset is estimated as
 //   max over arrived events of (timestamp - arrival time)
@@ -48,6 +53,9 @@ const BLUR = 6;
 const MOUSE_PATH_MAX = 600; // ms the pointer may trail behind
 const SWAP_TIMEOUT = 1500;
 const EVENTS_KEPT = 2000; // events a replayer keeps in memory (see trim) // show a rebuilt page after this long even without the rebuild event
+
+// Our clock for scheduling (see the top): epoch ms, on the timer's time base.
+const clockNow = () => performance.timeOrigin + performance.now();
 
 // Drawn inside the replay document (on top of the page's own styles).
 const REPLAY_RULES = [
@@ -111,11 +119,11 @@ export class TabReplay {
 
   // A new page or a fresh snapshot: build a new replayer from these events.
   reset(events) {
-    const now = Date.now();
+    const now = clockNow();
     if (events.length) this.clock.observe(events[events.length - 1].timestamp, now);
     if (this.pending) this.discard(this.pending);
-    const view = this.build(now);
-    view.timing = { received: now };
+    const view = this.build();
+    view.timing = { received: Date.now() };
     this.pending = view;
     view.swapTimer = setTimeout(() => this.swapIn(view), SWAP_TIMEOUT);
     this.feed(view, events, now);
@@ -125,7 +133,7 @@ export class TabReplay {
   add(events) {
     const view = this.pending || this.current;
     if (!view || !events.length) return false;
-    const now = Date.now();
+    const now = clockNow();
     this.clock.observe(events[events.length - 1].timestamp, now);
     this.feed(view, events, now);
     return true;
@@ -138,7 +146,7 @@ export class TabReplay {
     this.pending = this.current = null;
   }
 
-  build(now) {
+  build() {
     const mount = document.createElement('div');
     mount.className = 'replay-mount is-pending';
     this.host.append(mount);
@@ -176,9 +184,11 @@ export class TabReplay {
     // caches the result per replayer: pages of one site share most CSS.
     if (this.cssCache && 'cache' in replayer) replayer.cache = this.cssCache;
     else if ('cache' in replayer) this.cssCache = replayer.cache;
-    // Baseline just after now: everything that already happened (a late
-    // joiner's backlog, a new page's snapshot) is applied at once, synchronously.
-    replayer.startLive(now + 1);
+    // Baseline just after now, read as the timer starts: everything that
+    // already happened (a late joiner's backlog, a new page's snapshot) is
+    // applied at once, synchronously, and a live event is due at the first
+    // animation frame after it arrives.
+    replayer.startLive(clockNow() + 1);
     return view;
   }
 

@@ -3,9 +3,12 @@
 // session ends or the connection drops.
 //
 // Hub frames handled here: joined, tab_rr, tab, viewers, ended (and the
-// answers to our `join`). Each tab remembers the seq of the last event it
-// applied, so a rejoin after a reconnect asks only for what was missed
-// (`since`); a gap in the numbering asks the hub for a fresh copy of that tab.
+// answers to our `join`), and for the open session: markers (mark, unmark,
+// laser: markers.js), shared control (control_requested, control_state,
+// input_refused: control.js) and operator commands (command_result:
+// commands.js). Each tab remembers the seq of the last event it applied, so
+// a rejoin after a reconnect asks only for what was missed (`since`); a gap
+// in the numbering asks the hub for a fresh copy of that tab.
 // After a hub restart the hub numbers a tab's events afresh, and nothing in
 // the protocol says so: the console notices it from the session's start time
 // in the queue changing (or the hub not knowing the session for a while) and
@@ -14,12 +17,16 @@
 import { h, fill, icon, ICONS, duration, shortUrl } from './dom.js';
 import { initials } from './queue.js';
 import { TabReplay, VisitorClock } from './replay.js';
+import { MarkerLayer, MarkerTools } from './markers.js';
+import { ControlPanel } from './control.js';
+import { CommandBox } from './commands.js';
 
 const REJOIN_PATIENCE = 60_000; // ms to keep asking for a session the hub does not know (a restart)
 const REJOIN_EVERY = 1500;
 const RESYNC_MIN_GAP = 2000; // ms between two requests for a fresh copy of the same tab
 const QUEUE_WAIT = 2000; // ms to wait for the queue after a reconnect before rejoining anyway
 const INTERACTION_SOURCES = new Set([1, 2, 3, 5, 6, 12, 14]); // mouse, click, scroll, input, touch, drag, selection
+const MARKER_ERRORS = new Set(['mark', 'unmark', 'laser']);
 
 const ENDED_TEXT = {
   visitor_stopped: ['The visitor stopped sharing', 'They closed the session from their side. Nothing more of their screen is shown.'],
@@ -30,13 +37,29 @@ const ENDED_TEXT = {
 };
 
 export class SessionController {
-  // ctx: {send(frame) -> bool, els, me, toast(text), queue}
+  // ctx: {send(frame) -> bool, els, toast(text), announce(text), queue}
   constructor(ctx) {
     this.ctx = ctx;
     this.els = ctx.els;
     this.view = null; // the open SessionView
     this.request = null; // the join we are waiting for an answer to
     this.rejoinTimer = null;
+    this.me = ''; // the agent's display name (set by main.js)
+    this.frameRequest = 0;
+    const tools = {
+      send: (frame) => ctx.send(frame),
+      toast: (text) => ctx.toast(text),
+      announce: (text) => ctx.announce(text),
+      me: () => this.me,
+      session: () => (this.view && !this.view.ended ? this.view.id : null),
+      tab: () => (this.view && !this.view.ended ? this.view.tabs.get(this.view.active) || null : null),
+    };
+    this.tools = new MarkerTools(this.els.markBar, this.els.toolHint, tools);
+    this.commands = new CommandBox(this.els.command, tools);
+    this.control = new ControlPanel(this.els.control, { ...tools, changed: (state) => this.commands.setControl(state == 'mine') });
+    this.tools.enable(false);
+    this.control.reset(false);
+    this.commands.reset(false);
     this.els.leave.addEventListener('click', () => this.leave());
     this.els.end.addEventListener('click', () => this.confirmEnd());
     this.els.endConfirm.addEventListener('click', () => this.end());
@@ -94,7 +117,10 @@ export class SessionController {
   }
 
   onOffline() {
-    if (this.view && !this.view.ended) this.view.setOverlay('reconnecting');
+    if (this.view && !this.view.ended) {
+      this.view.setOverlay('reconnecting');
+      this.control.reset(true); // the hub gives control back when our connection goes
+    }
   }
 
   rejoin(fresh) {
@@ -147,6 +173,10 @@ export class SessionController {
     this.request = null;
     if (this.view) this.view.destroy();
     this.view = null;
+    this.stopFrames();
+    this.tools.enable(false);
+    this.control.reset(false);
+    this.commands.reset(false);
     this.ctx.queue.setCurrent(null);
     this.els.session.hidden = true;
     this.els.info.hidden = true;
@@ -170,12 +200,58 @@ export class SessionController {
       case 'ended':
         if (this.view && frame.session == this.view.id) this.view.end(frame.reason);
         return true;
+      case 'mark':
+      case 'unmark':
+      case 'laser':
+        if (this.view && frame.session == this.view.id && !this.view.ended) this.view.marker(frame);
+        return true;
+      case 'control_requested':
+        if (this.view && frame.session == this.view.id && !this.view.ended) this.control.onRequested(frame);
+        return true;
+      case 'control_state':
+        if (this.view && (frame.session == null || frame.session == this.view.id) && !this.view.ended) this.control.onState(frame);
+        return true;
+      case 'input_refused':
+        if (this.view && (frame.session == null || frame.session == this.view.id)) this.control.onRefused(frame);
+        return true;
+      case 'command_result':
+        if (this.view && (frame.session == null || frame.session == this.view.id)) this.commands.onResult(frame);
+        return true;
       case 'error':
         if (frame.re == 'join' || frame.re == 'end') return this.onError(frame);
-        return false;
+        if (frame.re == 'command') this.commands.onError(frame);
+        else if (frame.re == 'control_request' || frame.re == 'control_release') this.control.onError(frame);
+        else if (frame.re == 'input') this.ctx.toast(frame.message ? `Your action was refused: ${frame.message}` : 'Your action was refused.');
+        else if (MARKER_ERRORS.has(frame.re)) {
+          if (frame.re == 'mark') this.tools.rejected();
+          this.ctx.toast(frame.message ? `The marker was refused: ${frame.message}` : 'The marker was refused.');
+        }
+        else return false;
+        return true;
       default:
         return false;
     }
+  }
+
+  // ----- markers, control: redrawn every animation frame while a session is open --------
+
+  startFrames() {
+    if (this.frameRequest) return;
+    const tick = () => {
+      this.frameRequest = 0;
+      const view = this.view;
+      if (!view || view.ended) return;
+      const tab = view.tabs.get(view.active);
+      if (tab && tab.layer) tab.layer.frame();
+      this.control.sync();
+      this.frameRequest = requestAnimationFrame(tick);
+    };
+    this.frameRequest = requestAnimationFrame(tick);
+  }
+
+  stopFrames() {
+    cancelAnimationFrame(this.frameRequest);
+    this.frameRequest = 0;
   }
 
   onJoined(frame) {
@@ -193,6 +269,11 @@ export class SessionController {
       this.view.destroy();
     }
     this.view = new SessionView(this, frame);
+    this.tools.enable(true);
+    this.tools.attach();
+    this.control.reset(true);
+    this.commands.reset(true);
+    this.startFrames();
     this.ctx.queue.setCurrent(frame.session);
     this.els.stageEmpty.hidden = true;
     this.els.session.hidden = false;
@@ -334,6 +415,7 @@ class SessionView {
         if (this.active == id) this.setOverlay(null);
       },
     });
+    tab.layer = this.makeLayer(tab);
     this.tabs.set(id, tab);
     this.renderTabsCount();
     if (!this.active || !this.tabs.get(this.active).state.open) this.select(id, false);
@@ -355,6 +437,8 @@ class SessionView {
       // The hub drops a closed tab's page; so do we.
       tab.replay.destroy();
       tab.replay = new TabReplay(tab.panel, this.clock, {});
+      tab.layer.replay = tab.replay;
+      tab.layer.clear();
       tab.lastSeq = -1;
       if (this.active == tab.id) {
         const other = [...this.tabs.values()].find((t) => t.state.open !== false && t.replay.ready);
@@ -384,7 +468,42 @@ class SessionView {
       else this.setOverlay(tab.replay.ready ? null : 'loading');
     }
     if (byAgent) tab.button.focus();
-    if (previous != id) this.renderInfo();
+    if (previous != id) {
+      this.renderInfo();
+      this.controller.tools.attach();
+    }
+  }
+
+  makeLayer(tab) {
+    const tools = this.controller.tools;
+    return new MarkerLayer(tab.panel, tab.replay, {
+      me: () => this.controller.me,
+      onPointer: (type, e, point) => {
+        if (this.active == tab.id) tools.pointer(type, e, point);
+      },
+      onRemove: (id) => {
+        if (this.active == tab.id) tools.remove(id);
+      },
+    });
+  }
+
+  // mark / unmark / laser relayed by the hub.
+  marker(frame) {
+    const tab = this.tabs.get(frame.tab);
+    if (!tab) return;
+    const me = this.controller.me;
+    if (frame.t == 'mark') {
+      if (frame.marker) this.controller.tools.confirmed(frame.marker.id);
+      tab.layer.upsert(frame.marker, { mine: Boolean(frame.marker && frame.marker.by && frame.marker.by == me) });
+    } else if (frame.t == 'unmark') {
+      if (frame.id == null) tab.layer.clear();
+      else tab.layer.remove(frame.id);
+    } else if (frame.t == 'laser') {
+      const by = frame.by || (frame.agent && frame.agent.name) || '';
+      if (by && by == me) return; // our own, drawn as we move
+      tab.layer.laser(by || 'Agent', frame.anchor || null, Number(frame.x) || 0, Number(frame.y) || 0);
+    }
+    if (tab.id == this.active) this.controller.tools.refresh();
   }
 
   tabKeys(e) {
@@ -538,6 +657,10 @@ class SessionView {
     els.endedCard.hidden = false;
     els.end.disabled = true;
     els.leave.disabled = true;
+    for (const tab of this.tabs.values()) tab.layer.clear();
+    this.controller.tools.enable(false);
+    this.controller.control.reset(false);
+    this.controller.commands.reset(false);
     if (els.endDialog.open) els.endDialog.close();
     els.back.focus();
     this.controller.ctx.announce(`${title}. ${text}`);
@@ -545,7 +668,10 @@ class SessionView {
 
   destroy() {
     clearInterval(this.timer);
-    for (const tab of this.tabs.values()) tab.replay.destroy();
+    for (const tab of this.tabs.values()) {
+      tab.replay.destroy();
+      tab.layer.destroy();
+    }
     this.tabs.clear();
     fill(this.els.tabs);
     fill(this.els.panels);
