@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
+import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SRC = join(HERE, 'src');
@@ -125,13 +125,28 @@ async function buildOnce() {
   if (existsSync(MANIFEST)) {
     try {
       for (const f of Object.keys(JSON.parse(readFileSync(MANIFEST, 'utf8')).files || {})) {
-        if (!made.has(f) && !f.includes('/')) rmSync(join(OUT, f), { force: true });
+        if (!made.has(f) && !f.includes('/')) {
+          for (const ext of ['', '.gz', '.br']) rmSync(join(OUT, f + ext), { force: true });
+        }
       }
     } catch {
       // unreadable manifest: nothing to clean
     }
   }
-  for (const o of outputs) writeAtomic(join(OUT, o.file), o.code);
+  for (const o of outputs) {
+    writeAtomic(join(OUT, o.file), o.code);
+    // Pre-compressed siblings: the server (aiohttp's FileResponse) sends the
+    // .br or .gz one to browsers that accept it, so visitors download the
+    // compressed sizes the budgets are about.
+    const compressed = [
+      ['.gz', gzipSync(o.code, { level: 9 })],
+      ['.br', brotliCompressSync(o.code, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 11 } })],
+    ];
+    for (const [ext, data] of compressed) {
+      if (dev) rmSync(join(OUT, o.file + ext), { force: true });
+      else writeAtomic(join(OUT, o.file + ext), data);
+    }
+  }
 
   const manifest = {
     mode: dev ? 'dev' : 'production',

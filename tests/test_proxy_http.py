@@ -928,3 +928,16 @@ async def test_sites_route_by_host(start_app, start_proxy):
     await client.send(b"GET / HTTP/1.0\r\n\r\n")
     assert (await client.read_response()).status == 421
     await client.close()
+
+
+async def test_our_loader_is_served_compressed_to_browsers_that_accept_it(site):
+    """The build writes .br/.gz siblings; visitors download the compressed size the budgets are about."""
+    plain = (Path(__file__).resolve().parent.parent / "cobrowse" / "static_dist" / "loader.js").read_bytes()
+    for coding, decode in (("br", brotli.decompress), ("gzip", gzip.decompress)):
+        response = await fetch(site.port, "GET", "/__cobrowse/loader.js", {"Accept-Encoding": coding})
+        assert response.status == 200
+        assert response.header("content-encoding") == coding
+        assert len(response.body) < len(plain) * 0.7
+        assert decode(response.body) == plain
+    response = await fetch(site.port, "GET", "/__cobrowse/loader.js", {"Accept-Encoding": "identity"})
+    assert response.header("content-encoding") is None and response.body == plain
