@@ -33,8 +33,12 @@ install-test: install
 test: install-test
 	$(BIN)/python -m pytest -q
 
+# Benchmarks report side by side (nginx, mitmdump, a Node ws relay); see docs/benchmarks.md.
 bench: install-test
+	npm ci --prefix bench/node --no-audit --no-fund --loglevel=error
 	$(BIN)/python bench/http_proxy.py
+	$(BIN)/python bench/hub.py
+	$(BIN)/python bench/browser.py
 
 clean:
 	rm -rf $(VENV) static/node_modules cobrowse/static_dist .pytest_cache
