@@ -30,11 +30,18 @@ async def loader(request: web.Request) -> web.StreamResponse:
     return _file(STATIC_DIST / "loader.js", LOADER_CACHE)
 
 
-async def static_file(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
+def bundle_path(name: str) -> Path:
+    """A file of the built bundle by name; 404 for anything outside it (no ``..`` escapes)."""
     path = (STATIC_DIST / name).resolve()
-    if STATIC_DIST not in path.parents or not path.is_file() or path.name.startswith(CONSOLE_FILES):
+    if STATIC_DIST not in path.parents or not path.is_file():
         raise web.HTTPNotFound()
+    return path
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    path = bundle_path(request.match_info["name"])
+    if path.name.startswith(CONSOLE_FILES):
+        raise web.HTTPNotFound()  # the console runs only on its own origin
     return _file(path, BUNDLE_CACHE)
 
 

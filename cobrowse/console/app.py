@@ -20,7 +20,7 @@ import time
 
 from aiohttp import web
 
-from ..assets import STATIC_DIST, bundle_missing_message
+from ..assets import STATIC_DIST, bundle_missing_message, bundle_path
 from ..config import Config
 from ..storage import accounts
 from ..storage.db import Database
@@ -88,9 +88,7 @@ def build_console_app(config: Config, hub: Hub, db: Database, secret: bytes,
         return web.FileResponse(path, headers={"Content-Type": "text/html; charset=utf-8"})
 
     async def static_file(request: web.Request) -> web.StreamResponse:
-        path = (STATIC_DIST / request.match_info["name"]).resolve()
-        if STATIC_DIST not in path.parents or not path.is_file():
-            raise web.HTTPNotFound()
+        path = bundle_path(request.match_info["name"])
         return web.FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
 
     async def login(request: web.Request) -> web.Response:
