@@ -233,10 +233,6 @@ class InputRefused(Message, tag="input_refused"):
     tab: str = ""  # set by the hub when relaying to agents
 
 
-VisitorMessage = Union[VisitorHello, Share, Events, Navigated, StopSharing, TabClosing, Ping,
-                       ControlAnswer, VisitorUnmark, CommandResult, InputRefused]
-AgentMessage = Union[AgentHello, WatchQueue, Join, Leave, EndSession, Ping,
-                     MarkerAdd, MarkerRemove, Laser, ControlRequest, ControlRelease, AgentInput, Command]
 
 
 # ----- hub -> clients ------------------------------------------------------------
@@ -349,6 +345,299 @@ class Error(Message, tag="error"):
     message: str
     re: str | None = None  # the type of the frame this answers, when known
 
+
+# ----- chat (docs/chat.md) -------------------------------------------------------
+#
+# A conversation belongs to one visitor (their browser's visitor id) and lives
+# in the database (chat/): the hub only carries its frames. Every message has a
+# client-generated id (idempotency key) and gets a per-conversation seq when it
+# is stored; a sender shows it as sent only on `chat_ack`. Text is plain text,
+# never markup.
+
+MAX_CHAT_TEXT = 4000
+MAX_FIELD = 500  # pre-chat field values
+
+
+class ChatFile(msgspec.Struct, omit_defaults=True):
+    id: str
+    name: str
+    size: int
+    type: str  # content type
+
+
+class ChatMessage(msgspec.Struct, omit_defaults=True):
+    seq: int
+    id: str  # the client id (idempotency key); the hub makes one for system messages
+    at: float  # unix time stored
+    sender: Literal["visitor", "agent", "system"]
+    kind: Literal["text", "note", "file", "system", "command", "event"] = "text"
+    # note: private to agents; system: welcome/notices (rich: sanitized node tree);
+    # event: timeline lines (screen share started...); command: goto:/open:
+    text: str = ""
+    name: str = ""  # sender's display name (agents; the visitor's own name)
+    agent: int = 0  # the agent's user id (sender agent)
+    file: ChatFile | None = None
+    rich: msgspec.Raw | None = None  # system messages: sanitized formatting as a node tree
+
+
+class ChatParticipant(msgspec.Struct, omit_defaults=True):
+    id: int  # user id
+    name: str
+    role: str  # agent | supervisor | admin
+
+
+# visitor -> hub
+
+
+class ChatStart(Message, tag="chat_start"):
+    """Open a conversation (the pre-chat form). ``key`` makes a retried start idempotent."""
+
+    key: str
+    name: str = ""
+    email: str = ""
+    department: str = ""
+    fields: dict[str, str] = {}
+    url: str = ""
+    title: str = ""
+
+
+class ChatResume(Message, tag="chat_resume"):
+    """Continue this visitor's conversation in this tab (after a page load or reconnect)."""
+
+    token: str
+    after: int = 0  # highest seq this tab holds; the hub answers with `chat_history` after it
+
+
+class LeaveMessage(Message, tag="leave_message"):
+    """No agent is available: the visitor leaves a message (stored and emailed)."""
+
+    key: str
+    name: str = ""
+    email: str = ""
+    department: str = ""
+    text: str = ""
+    fields: dict[str, str] = {}
+
+
+class ChatSurvey(Message, tag="chat_survey"):
+    conversation: str = ""  # visitor: omitted (their own)
+    rating: int = 0  # 1..5
+    comment: str = ""
+
+
+# both directions (conversation omitted from the visitor, who has one)
+
+
+class ChatSend(Message, tag="chat_send"):
+    id: str  # client-generated idempotency key, 8..64 of [A-Za-z0-9_-]
+    text: str
+    conversation: str = ""
+    private: bool = False  # agents: a private note
+
+
+class ChatSync(Message, tag="chat_sync"):
+    """Everything after ``after`` (on every reconnect, for every open view)."""
+
+    after: int = 0
+    conversation: str = ""
+
+
+class ChatTyping(Message, tag="chat_typing"):
+    on: bool
+    conversation: str = ""
+    text: str = ""  # never sent to anyone (typing previews would leak drafts)
+    who: str = ""  # set by the hub: visitor | the agent's name
+
+
+class ChatSeen(Message, tag="chat_seen"):
+    """Messages of the other side received (delivered) and shown (read), up to a seq."""
+
+    delivered: int = 0
+    read: int = 0
+    conversation: str = ""
+    by: str = ""  # set by the hub: visitor | agent
+
+
+class ChatEnd(Message, tag="chat_end"):
+    conversation: str = ""
+
+
+# agent -> hub
+
+
+class ChatWatch(Message, tag="chat_watch"):
+    """Receive offers of incoming chats; ``available`` false: on a break (no new offers)."""
+
+    available: bool = True
+
+
+class ChatAccept(Message, tag="chat_accept"):
+    """Take an offered chat; the first agent wins, atomically."""
+
+    conversation: str
+
+
+class ChatOpen(Message, tag="chat_open"):
+    """Open a conversation already taken (a reload, a supervisor looking in)."""
+
+    conversation: str
+    after: int = 0
+
+
+class ChatClose(Message, tag="chat_close"):
+    """Stop receiving a conversation's frames (its console tab closed); it goes on."""
+
+    conversation: str
+
+
+class ChatTransfer(Message, tag="chat_transfer"):
+    conversation: str
+    agent: int = 0  # to this agent, or
+    department: str = ""  # back to the queue of this department
+
+
+# hub -> clients
+
+
+class ChatStarted(Message, tag="chat_started"):
+    """To the visitor: their conversation, and the token that proves it is theirs."""
+
+    conversation: str
+    token: str
+    key: str = ""
+
+
+class ChatState(Message, tag="chat_state"):
+    """Where a conversation stands (to the visitor's tabs and its agents)."""
+
+    conversation: str
+    status: Literal["waiting", "active", "ended"]
+    agents: list[ChatParticipant] = []
+    session: str = ""  # the co-browse session linked to it, while one runs
+    department: str = ""
+    visitor: str = ""  # the visitor's name (agents only)
+    email: str = ""  # agents only
+    fields: dict[str, str] = {}  # pre-chat answers (agents only)
+    url: str = ""  # agents only: the page the visitor started on
+    survey: bool = False  # to the visitor when it ended: ask for a rating
+
+
+class ChatAck(Message, tag="chat_ack"):
+    """To the sender: the message ``id`` is stored as ``seq``."""
+
+    id: str
+    seq: int
+    at: float
+    conversation: str = ""
+
+
+class ChatMessageFrame(Message, tag="chat_msg"):
+    conversation: str
+    m: ChatMessage
+
+
+class ChatHistory(Message, tag="chat_history"):
+    """Messages after a seq, oldest first; ``more`` when the client should ask again."""
+
+    conversation: str
+    messages: list[ChatMessage]
+    more: bool = False
+
+
+class ChatOffer(Message, tag="chat_offer"):
+    """To available agents: a chat waiting for someone to accept it."""
+
+    conversation: str
+    name: str
+    department: str
+    url: str
+    since: float
+    preview: str = ""  # the first words of the visitor's first message
+
+
+class ChatOffers(Message, tag="chat_offers"):
+    """The whole list of waiting chats this agent may accept (sent on watch and on change)."""
+
+    offers: list[ChatOffer]
+
+
+class ChatTaken(Message, tag="chat_taken"):
+    """To agents: a chat was accepted (by ``by``) and is no longer offered."""
+
+    conversation: str
+    by: ChatParticipant
+
+
+class OfflineStored(Message, tag="offline_stored"):
+    """To the visitor: their message was stored (and emailed)."""
+
+    key: str
+
+
+# ----- screen share (docs/screenshare.md): WebRTC signalling through the hub ------------
+#
+# Scoped to a co-browse session: the agent escalates a session whose mirrored
+# page is not enough. The visitor's frames carry no session (their socket has
+# one); the hub fills it in when relaying to agents.
+
+MAX_SDP = 32 * 1024
+
+
+class IceServer(msgspec.Struct, omit_defaults=True):
+    urls: list[str]
+    username: str = ""
+    credential: str = ""
+
+
+class ScreenRequest(Message, tag="screen_request"):
+    """Agent -> hub -> visitor: please share your screen (``audio``: a voice call is offered too)."""
+
+    session: str = ""
+    audio: bool = False
+    video: bool = True  # False: a voice call only
+    by: str = ""  # set by the hub: the agent's name
+    agent: int = 0  # set by the hub: the agent's user id (the visitor signals to them)
+
+
+class ScreenAnswer(Message, tag="screen_answer"):
+    """Visitor -> hub -> agents: accepted, declined, failed (reason), started, stopped, muted."""
+
+    state: Literal["accepted", "declined", "failed", "started", "stopped", "muted", "unmuted"]
+    reason: str = ""  # denied | unsupported | no_path | ...
+    session: str = ""  # set by the hub when relaying
+
+
+class ScreenStop(Message, tag="screen_stop"):
+    """Agent -> hub -> visitor: stop the screen share (or the call)."""
+
+    session: str = ""
+    by: str = ""  # set by the hub
+
+
+class Signal(Message, tag="signal"):
+    """WebRTC offer/answer/candidate between the visitor and one agent."""
+
+    kind: Literal["offer", "answer", "candidate", "bye"]
+    sdp: str = ""
+    candidate: msgspec.Raw | None = None
+    session: str = ""
+    agent: int = 0  # visitor -> hub: to which agent; hub -> visitor: from which agent
+
+
+class IceConfig(Message, tag="ice_config"):
+    """Hub -> both: the ICE servers to use."""
+
+    servers: list[IceServer]
+
+
+VisitorMessage = Union[VisitorHello, Share, Events, Navigated, StopSharing, TabClosing, Ping,
+                       ControlAnswer, VisitorUnmark, CommandResult, InputRefused,
+                       ChatStart, ChatResume, LeaveMessage, ChatSurvey, ChatSend, ChatSync, ChatTyping, ChatSeen,
+                       ChatEnd, ScreenAnswer, Signal]
+AgentMessage = Union[AgentHello, WatchQueue, Join, Leave, EndSession, Ping,
+                     MarkerAdd, MarkerRemove, Laser, ControlRequest, ControlRelease, AgentInput, Command,
+                     ChatWatch, ChatAccept, ChatOpen, ChatClose, ChatTransfer, ChatSend, ChatSync, ChatTyping,
+                     ChatSeen, ChatEnd, ChatSurvey, ScreenRequest, ScreenStop, Signal]
 
 # ----- encoding -----------------------------------------------------------------
 
