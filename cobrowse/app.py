@@ -19,7 +19,8 @@ CONFIG_KEY = web.AppKey("config", Config)
 HUB_KEY = web.AppKey("hub", Hub)
 
 
-def build_app(config: Config, hub: Hub | None = None) -> web.Application:
+def build_app(config: Config, hub: Hub | None = None, chat=None) -> web.Application:
+    """``chat``: the running chat (cobrowse.chat_runtime.ChatRuntime), or None when chat is off."""
     app = web.Application()
     app[CONFIG_KEY] = config
     if hub is None:
@@ -38,6 +39,10 @@ def build_app(config: Config, hub: Hub | None = None) -> web.Application:
     ours.router.add_get("/ws", hub.visitor_socket)
     ours.router.add_get("/console/", _console_redirect)
     ours.router.add_get("/console", _console_redirect)
+    if chat is not None:
+        from .chat_routes import add_visitor_routes
+
+        add_visitor_routes(ours, chat)
     app.add_subapp(config.server.prefix.rstrip("/"), ours)
     return app
 

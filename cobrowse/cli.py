@@ -299,6 +299,24 @@ def _redact_url(url: str) -> str:
         return url
 
 
+def _describe_chat(config: Config) -> list[str]:
+    c, m = config.chat, config.mail
+    if not c.enabled:
+        return ["chat:         off"]
+    files = (f"files up to {c.max_file_size} B ({', '.join(c.file_types)}) in {config.chat_files_dir}/"
+             if c.file_types else "no files")
+    extras = [name for name, on in (("pre-chat form", c.prechat), ("offline messages", c.offline_enabled),
+                                    ("survey", c.survey), ("transcripts to visitors", c.email_visitor)) if on]
+    departments = ", ".join(d.id for d in config.departments) or "(none)"
+    # Never the password: this summary is printed by check-config.
+    mail = f"{m.host}:{m.port} ({m.security}), from {m.sender}" if m.enabled else "off (no [mail] host)"
+    return [
+        "chat:         on" + (f", {', '.join(extras)}" if extras else "") + f"; {files}",
+        f"departments:  {departments}",
+        f"mail:         {mail}",
+    ]
+
+
 def describe_config(config: Config) -> str:
     """A short human-readable summary (used by ``check-config``)."""
     s, p = config.server, config.proxy
@@ -321,6 +339,7 @@ def describe_config(config: Config) -> str:
             f"max body {'unlimited' if p.max_body_size == 0 else f'{p.max_body_size} B'}"
         ),
         f"              inject {onoff(p.inject)}, recompress {onoff(p.recompress)}, websocket {onoff(p.websocket)}",
+        *_describe_chat(config),
         f"sites ({len(config.sites)}):",
     ]
     for site in config.sites:
@@ -609,18 +628,90 @@ def _username(raw: str) -> str:
         raise CliError(str(exc)) from None
 
 
+def _departments(args: argparse.Namespace) -> list[str] | None:
+    """The --department values, checked (before any password is asked for): valid ids,
+    and ids of the config's [[department]] tables when it has any."""
+    from cobrowse.storage.accounts import AccountError, normalize_departments
+
+    if args.departments is None:
+        return None
+    try:
+        departments = normalize_departments(args.departments)
+    except AccountError as exc:
+        raise CliError(str(exc)) from None
+    config = config_from_args(args, {"server.data_dir": args.data_dir}, allow_no_sites=True)
+    known = [d.id for d in config.departments]
+    unknown = [d for d in departments if known and d not in known]
+    if unknown:
+        raise CliError(f"no department {unknown[0]!r} in the config (its departments: {', '.join(known)})")
+    return departments
+
+
+def _chat_profile(user: Any, departments: list[str]) -> str:
+    """", email x, transcripts on, departments a, b": the chat settings worth echoing."""
+    parts = []
+    if user.email:
+        parts.append(f"email {user.email}")
+    if user.transcripts:
+        parts.append("transcripts on")
+    if departments:
+        parts.append("departments " + ", ".join(departments))
+    return "".join(f", {part}" for part in parts)
+
+
 def _user_add(args: argparse.Namespace) -> int:
     from cobrowse.storage import accounts
+    from cobrowse.storage.accounts import AccountError, normalize_email
 
     username = _username(args.username)
+    departments = _departments(args) or []
+    try:  # before asking for a password
+        if args.transcripts and normalize_email(args.email) is None:
+            raise CliError("--transcripts needs --email (the address transcripts are mailed to)")
+    except AccountError as exc:
+        raise CliError(str(exc)) from None
     password = _new_password(args, username)
 
     async def work(db: Any) -> Any:
-        return await accounts.create_user(db, username, password, args.role, args.display_name)
+        return await accounts.create_user(db, username, password, args.role, args.display_name,
+                                          email=args.email, transcripts=args.transcripts, departments=departments)
 
     user = _with_database(args, work)
     print(f"created {user.role.value} {user.username!r}" + (
-        f" ({user.display_name})" if user.display_name != user.username else ""))
+        f" ({user.display_name})" if user.display_name != user.username else "") + _chat_profile(user, departments))
+    return 0
+
+
+def _user_set(args: argparse.Namespace) -> int:
+    from cobrowse.storage import accounts
+
+    username = _username(args.username)
+    if args.email is None and args.transcripts is None and args.departments is None:
+        raise CliError("nothing to change: give --email, --transcripts/--no-transcripts or --department")
+    departments = _departments(args)
+    try:  # refuse what would fail halfway, before changing anything
+        if args.email is not None and accounts.normalize_email(args.email) is None and args.transcripts:
+            raise CliError("--transcripts needs an email address")
+    except accounts.AccountError as exc:
+        raise CliError(str(exc)) from None
+
+    async def work(db: Any) -> Any:
+        user = await accounts.get_user(db, username)
+        if user is None:
+            raise accounts.AccountError(f"no user named {username!r}")
+        # Email first: --email x --transcripts on an account without one must work.
+        if args.email is not None:
+            user = await accounts.set_email(db, username, args.email)
+        if args.transcripts is not None:
+            user = await accounts.set_transcripts(db, username, args.transcripts)
+        if departments is not None:
+            await accounts.set_departments(db, username, departments)
+        return user, await accounts.user_departments(db, user.id)
+
+    user, current = _with_database(args, work)
+    print(f"updated {user.username!r}: email {user.email or '(none)'}, "
+          f"transcripts {'on' if user.transcripts else 'off'}, "
+          f"departments {', '.join(current) if current else '(all)'}")
     return 0
 
 
@@ -702,7 +793,34 @@ def _user_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--role", choices=_ROLES, default="agent", help="agent (default), supervisor or admin")
     add.add_argument("--display-name", metavar="NAME", help="the name visitors and colleagues see (default: USERNAME)")
     add.add_argument("--password-stdin", action="store_true", help=password_help)
+    add.add_argument("--email", metavar="ADDRESS", help="where chat transcripts are mailed (with --transcripts)")
+    add.add_argument("--transcripts", action="store_true",
+                     help="mail this account a transcript of every chat it takes part in")
+    add.add_argument("--department", metavar="ID", action="append", dest="departments",
+                     help="a [[department]] whose chats this account takes (repeatable; default: all)")
     _add_database_options(add)
+
+    update = action(
+        "set",
+        "change an account's chat settings",
+        _user_set,
+        "Change an account's chat settings: its email, whether transcripts of its chats\n"
+        "are mailed to it, and the departments whose chats it takes. Options not given\n"
+        "are left as they are.",
+    )
+    update.add_argument("username", metavar="USERNAME")
+    update.add_argument("--email", metavar="ADDRESS", help="where transcripts are mailed ('' removes it)")
+    transcripts = update.add_mutually_exclusive_group()
+    transcripts.add_argument("--transcripts", action="store_true", default=None,
+                             help="mail it a transcript of every chat it takes part in")
+    transcripts.add_argument("--no-transcripts", action="store_false", dest="transcripts",
+                             help="stop mailing it transcripts")
+    departments = update.add_mutually_exclusive_group()
+    departments.add_argument("--department", metavar="ID", action="append", dest="departments",
+                             help="replace its departments with these (repeatable)")
+    departments.add_argument("--no-departments", action="store_const", const=[], dest="departments",
+                             help="no departments: it takes every department's chats")
+    _add_database_options(update)
 
     listing = action("list", "list the accounts", _user_list)
     _add_database_options(listing)
@@ -733,6 +851,8 @@ def _user_arguments(parser: argparse.ArgumentParser) -> None:
         f"""\
         examples:
           {PROG} user add alice --role supervisor --display-name "Alice Martin"
+          {PROG} user add carol --email carol@example.com --transcripts --department sales
+          {PROG} user set carol --department sales --department support --no-transcripts
           printf '%s\\n' "$PASSWORD" | {PROG} user add bob --password-stdin
           {PROG} user list --data-dir /var/lib/cobrowse
           {PROG} user disable bob
@@ -741,7 +861,7 @@ def _user_arguments(parser: argparse.ArgumentParser) -> None:
     arguments=_user_arguments,
 )
 def cmd_user(args: argparse.Namespace) -> int:  # pragma: no cover - each action sets its own `run`
-    raise CliError(f"choose an action: {PROG} user add|list|disable|enable|passwd")
+    raise CliError(f"choose an action: {PROG} user add|set|list|disable|enable|passwd")
 
 
 def _migrate_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import difflib
+import email.utils
 import json
 import math
 import os
@@ -32,6 +33,13 @@ __all__ = [
     "ProxyOptions",
     "ConsoleOptions",
     "SessionOptions",
+    "ChatOptions",
+    "ChatField",
+    "Department",
+    "MailOptions",
+    "IceServerOption",
+    "ScreenShareOptions",
+    "CHAT_FILE_TYPES",
     "Config",
     "ConfigError",
     "load_config",
@@ -56,6 +64,8 @@ class Site:
     aliases: tuple[str, ...] = ()  # more public host names for the same site
     mask_selectors: tuple[str, ...] = ()  # CSS selectors masked in the visitor's browser
     navigation_origins: tuple[str, ...] = ()  # extra origins agents may send the visitor to
+    contact_email: str = ""  # offline messages ("Leave a message") are mailed here
+    transcripts_to: tuple[str, ...] = ()  # every chat transcript of this site is mailed here
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +90,82 @@ class ConsoleOptions:
 @dataclass(frozen=True, slots=True)
 class SessionOptions:
     idle_timeout: float = 1800.0  # seconds without activity before a co-browse session ends
+
+
+# Extensions a chat file may have unless [chat] file_types says otherwise: images,
+# documents and archives people send to support, nothing a browser would run.
+CHAT_FILE_TYPES = ("png", "jpg", "jpeg", "gif", "webp", "pdf", "txt", "csv", "log", "json", "zip", "docx", "xlsx")
+CHAT_FIELD_TYPES = ("text", "textarea", "select")
+MAIL_SECURITY = ("none", "starttls", "tls")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatField:
+    """One question of the pre-chat form (``[[chat.field]]``); answers are stored by ``name``."""
+
+    name: str  # [a-z0-9_-]{1,32}
+    label: str  # what the visitor reads
+    type: str = "text"  # text | textarea | select
+    options: tuple[str, ...] = ()  # the choices of a select
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOptions:
+    enabled: bool = True  # offer chat in the widget
+    prechat: bool = False  # ask name, email, department and the fields before the chat starts
+    welcome_message: str = ""  # sent when an agent accepts; simple formatting HTML, sanitized
+    offline_enabled: bool = True  # "Leave a message" when no agent is available
+    survey: bool = False  # ask the visitor for a rating when the chat ends
+    email_visitor: bool = False  # mail the visitor their transcript (when they gave an address)
+    typing: bool = True  # relay typing indicators
+    idle_timeout: float = 1800.0  # seconds without a message before a chat ends (idle); 0 = never
+    files_dir: str = ""  # where chat files are stored; "" = <data_dir>/files
+    max_file_size: int = 10 * 1024 * 1024  # bytes per file
+    file_types: tuple[str, ...] = CHAT_FILE_TYPES  # allowed extensions, lowercase, no dot; () = no files
+    fields: tuple[ChatField, ...] = ()  # [[chat.field]]: the pre-chat form's own questions
+
+
+@dataclass(frozen=True, slots=True)
+class Department:
+    """A ``[[department]]``: chats and offline messages can be routed to its agents."""
+
+    id: str  # [a-z0-9_-]{1,32}; what `cobrowse user add --department` refers to
+    name: str  # shown to visitors
+    email: str = ""  # offline messages for this department go here (instead of the site's contact_email)
+    transcripts_to: tuple[str, ...] = ()  # every transcript of this department's chats is mailed here
+
+
+@dataclass(frozen=True, slots=True)
+class MailOptions:
+    host: str = ""  # SMTP server; "" = no mail is sent
+    port: int = 0  # 0 = the usual port for the security setting: 25, 587 (starttls) or 465 (tls)
+    security: str = "none"  # none | starttls | tls (implicit TLS, usually port 465)
+    username: str = ""  # "" = no authentication
+    password: str = field(default="", repr=False)
+    sender: str = ""  # From: "support@example.com" or "Support <support@example.com>"
+    timeout: float = 30.0  # seconds for connecting and each SMTP command
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+
+@dataclass(frozen=True, slots=True)
+class IceServerOption:
+    urls: tuple[str, ...]  # stun:host[:port], turn:host[:port][?transport=udp|tcp], turns:host[:port]
+    username: str = ""
+    credential: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenShareOptions:
+    # Escalation to screen sharing and voice calls over WebRTC (docs/screenshare.md).
+    enabled: bool = True
+    ice_servers: tuple[IceServerOption, ...] = ()  # none: direct connections only (loopback, a LAN)
+    ice_transport_policy: str = "all"  # all | relay (TURN only)
+    turn_secret: str = field(default="", repr=False)  # a TURN server's static-auth-secret (time-limited logins)
+    turn_ttl: float = 3600.0  # seconds those logins last
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +214,11 @@ class Config:
     proxy: ProxyOptions = ProxyOptions()
     console: ConsoleOptions = ConsoleOptions()
     sessions: SessionOptions = SessionOptions()
+    chat: ChatOptions = ChatOptions()
+    mail: MailOptions = MailOptions()
+    screenshare: ScreenShareOptions = ScreenShareOptions()
     sites: tuple[Site, ...] = ()
+    departments: tuple[Department, ...] = ()
     source: str | None = None  # path of the config file, if any
     # Host -> Site lookup table, built once in __post_init__ (not part of equality/repr).
     _host_index: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
@@ -136,7 +226,18 @@ class Config:
     def __post_init__(self) -> None:
         if not isinstance(self.sites, tuple):  # e.g. a list: keep the Config hashable
             object.__setattr__(self, "sites", tuple(self.sites))
+        if not isinstance(self.departments, tuple):
+            object.__setattr__(self, "departments", tuple(self.departments))
         object.__setattr__(self, "_host_index", _build_host_index(self.sites))
+
+    def department(self, department_id: str) -> Department | None:
+        """The ``[[department]]`` with this id, or None."""
+        return next((d for d in self.departments if d.id == department_id), None)
+
+    @property
+    def chat_files_dir(self) -> str:
+        """Where chat files are stored: ``chat.files_dir``, else ``<data_dir>/files``."""
+        return self.chat.files_dir or os.path.join(self.server.data_dir, "files")
 
     def site_for_host(self, host: str) -> Site | None:
         """The site for a Host header value.
@@ -392,6 +493,143 @@ def _v_public_url(value: object, name: str, from_text: bool) -> str:
     return text
 
 
+def _v_str(value: object, name: str, from_text: bool) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"{name} must be a string, got {_show(value)}")
+    return value.strip()
+
+
+def _v_secret(value: object, name: str, from_text: bool) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"{name} must be a string, got {_show(value)}")
+    return value  # as written: leading or trailing spaces may be part of a password
+
+
+def _v_seconds_or_zero(value: object, name: str, from_text: bool) -> float:
+    number = _to_number(value, from_text, integer=False)
+    if number is None or not math.isfinite(number) or number < 0:
+        raise _Invalid(f"{name} must be a number of seconds >= 0 (0 = never), got {_show(value)}")
+    return float(number)
+
+
+MAX_WELCOME_MESSAGE = 4000
+
+
+def _v_welcome_message(value: object, name: str, from_text: bool) -> str:
+    text = _v_str(value, name, from_text)
+    if len(text) > MAX_WELCOME_MESSAGE:
+        raise _Invalid(f"{name} is too long ({len(text)} characters, at most {MAX_WELCOME_MESSAGE})")
+    return text
+
+
+_FILE_TYPE_RE = re.compile(r"[a-z0-9]{1,16}")
+
+
+def _v_file_types(value: object, name: str, from_text: bool) -> tuple[str, ...]:
+    # From the environment: a comma-separated list ("pdf,png,jpg").
+    items = value.split(",") if from_text and isinstance(value, str) else _str_list(value, name)
+    types = []
+    for item in items:
+        ext = item.strip().lower().removeprefix(".") if isinstance(item, str) else None
+        if ext is None or not _FILE_TYPE_RE.fullmatch(ext):
+            raise _Invalid(f'{name} entries must be file extensions like "pdf" or "png", got {_show(item)}')
+        types.append(ext)
+    return tuple(dict.fromkeys(types))
+
+
+# Deliberately loose: one "@", no spaces or address-list punctuation. Whether the
+# mailbox exists is for the mail server to say.
+_EMAIL_RE = re.compile(r'[^\s@<>(),;:"\[\]\\]{1,64}@[^\s@<>(),;:"\[\]\\.]+(\.[^\s@<>(),;:"\[\]\\.]+)*')
+
+
+def _check_email(value: object, name: str) -> str:
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or len(text) > 254 or not _EMAIL_RE.fullmatch(text):
+        raise _Invalid(f'{name} must be an email address like "support@example.com", got {_show(value)}')
+    return text
+
+
+def _v_mail_host(value: object, name: str, from_text: bool) -> str:
+    text = _v_str(value, name, from_text).lower()
+    if text and not (_HOSTNAME_RE.match(text) or _IPV6_RE.match(text.removeprefix("[").removesuffix("]"))):
+        raise _Invalid(f'{name} must be a host name or address like "smtp.example.com" '
+                       f"(the port goes in mail.port), got {_show(value)}")
+    return text.removeprefix("[").removesuffix("]")
+
+
+def _v_port(value: object, name: str, from_text: bool) -> int:
+    number = _to_number(value, from_text, integer=True)
+    if number is None or not 0 <= number <= 65535:
+        raise _Invalid(f"{name} must be a port number between 1 and 65535 (0: the usual one), got {_show(value)}")
+    return int(number)
+
+
+def _v_mail_security(value: object, name: str, from_text: bool) -> str:
+    if isinstance(value, str) and value.strip().lower() in MAIL_SECURITY:
+        return value.strip().lower()
+    raise _Invalid(f"{name} must be one of {', '.join(MAIL_SECURITY)}, got {_show(value)}")
+
+
+def _v_mail_sender(value: object, name: str, from_text: bool) -> str:
+    text = _v_str(value, name, from_text)
+    if not text:
+        return ""
+    display, address = email.utils.parseaddr(text)
+    # parseaddr is lenient (it drops what it cannot parse), so the whole value must
+    # be exactly the address, or a display name followed by "<address>".
+    well_formed = text == address if not display else text.endswith(f"<{address}>")
+    if not (address and well_formed and _EMAIL_RE.fullmatch(address) and "\n" not in text):
+        raise _Invalid(f'{name} must be an address like "support@example.com" or '
+                       f'"Support <support@example.com>", got {_show(value)}')
+    return text
+
+
+_ICE_URL = re.compile(r"^(stun|stuns|turn|turns):[^\s/?#@]+(\?transport=(udp|tcp))?$")
+_ICE_KEYS = ("urls", "username", "credential")
+
+
+def _v_ice_servers(value: object, name: str, from_text: bool) -> tuple[IceServerOption, ...]:
+    """An array of {urls, username, credential} tables (JSON text in the environment)."""
+    if from_text and isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _Invalid(f'{name} must be JSON here, like [{{"urls": ["stun:stun.example.com:3478"]}}], '
+                           f"got {_show(value)}") from None
+    if not isinstance(value, list):
+        raise _Invalid(f"{name} must be an array of tables with urls (and username, credential), got {_show(value)}")
+    servers = []
+    for i, entry in enumerate(value):
+        where = f"{name}[{i}]"
+        if not isinstance(entry, dict):
+            raise _Invalid(f'{where} must be a table like {{urls = ["stun:host:3478"]}}, got {_show(entry)}')
+        for key in entry:
+            if key not in _ICE_KEYS:
+                raise _Invalid(f"unknown key '{key}' in {where}{_did_you_mean(key, _ICE_KEYS)}")
+        urls = entry.get("urls")
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or not urls:
+            raise _Invalid(f"{where}.urls must be a URL or an array of them, got {_show(urls)}")
+        for url in urls:
+            if not isinstance(url, str) or not _ICE_URL.match(url.strip()):
+                raise _Invalid(f'{where}.urls entries look like "stun:host:3478", "turn:host:3478?transport=udp" '
+                               f'or "turns:host:5349", got {_show(url)}')
+        for key in ("username", "credential"):
+            if not isinstance(entry.get(key, ""), str):
+                raise _Invalid(f"{where}.{key} must be a string, got {_show(entry[key])}")
+        servers.append(IceServerOption(tuple(u.strip() for u in urls), entry.get("username", ""),
+                                       entry.get("credential", "")))
+    return tuple(servers)
+
+
+def _v_ice_policy(value: object, name: str, from_text: bool) -> str:
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text not in ("all", "relay"):
+        raise _Invalid(f'{name} must be "all" or "relay", got {_show(value)}')
+    return text
+
+
 _Validator = Callable[[object, str, bool], Any]
 
 _SECTIONS: dict[str, tuple[type, dict[str, _Validator]]] = {
@@ -432,16 +670,62 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Validator]]] = {
             "idle_timeout": _v_positive_number,
         },
     ),
+    "chat": (
+        ChatOptions,
+        {
+            "enabled": _v_bool,
+            "prechat": _v_bool,
+            "welcome_message": _v_welcome_message,
+            "offline_enabled": _v_bool,
+            "survey": _v_bool,
+            "email_visitor": _v_bool,
+            "typing": _v_bool,
+            "idle_timeout": _v_seconds_or_zero,
+            "files_dir": _v_str,
+            "max_file_size": _v_positive_int,
+            "file_types": _v_file_types,
+        },
+    ),
+    "mail": (
+        MailOptions,
+        {
+            "host": _v_mail_host,
+            "port": _v_port,
+            "security": _v_mail_security,
+            "username": _v_str,
+            "password": _v_secret,
+            "sender": _v_mail_sender,
+            "timeout": _v_positive_number,
+        },
+    ),
+    "screenshare": (
+        ScreenShareOptions,
+        {
+            "enabled": _v_bool,
+            "ice_servers": _v_ice_servers,
+            "ice_transport_policy": _v_ice_policy,
+            "turn_secret": _v_secret,
+            "turn_ttl": _v_positive_number,
+        },
+    ),
+}
+
+# Arrays of tables inside a section, e.g. [[chat.field]]: TOML key -> (dataclass field,
+# parser). They come from the file only (no environment variable can hold a table).
+_SECTION_ARRAYS: dict[str, dict[str, tuple[str, Callable[[object, Any], Any]]]] = {
+    "chat": {"field": ("fields", lambda raw, src: _chat_fields_from_file(raw, src))},
 }
 
 # Keep the validator tables in step with the dataclasses.
 for _section, (_cls, _validators) in _SECTIONS.items():
-    assert [f.name for f in dataclasses.fields(_cls)] == list(_validators), _section
+    _array_fields = [target for target, _ in _SECTION_ARRAYS.get(_section, {}).values()]
+    assert [f.name for f in dataclasses.fields(_cls)] == list(_validators) + _array_fields, _section
 
 
 # --- sites ---------------------------------------------------------------
 
-_SITE_KEYS = ("host", "aliases", "upstream", "mask_selectors", "navigation_origins")
+_SITE_KEYS = ("host", "aliases", "upstream", "mask_selectors", "navigation_origins", "contact_email",
+              "transcripts_to")
 
 
 def _check_host(value: object, name: str, allow_star: bool) -> str:
@@ -756,9 +1040,14 @@ def _apply_section_from_file(
     if not isinstance(table, dict):
         raise src.error(f"{name} must be a table ([{name}]), got {_show(table)}", (name,))
     validators = _SECTIONS[name][1]
+    arrays = _SECTION_ARRAYS.get(name, {})
     for key, value in table.items():
+        if key in arrays:
+            target, parse = arrays[key]
+            values[target] = parse(value, src)
+            continue
         if key not in validators:
-            hint = _did_you_mean(key, tuple(validators))
+            hint = _did_you_mean(key, (*validators, *arrays))
             raise src.error(f"unknown key '{key}' in [{name}]{hint}", (name, key))
         try:
             values[key] = validators[key](value, f"{name}.{key}", False)
@@ -844,14 +1133,39 @@ def _site_from_file(index: int, entry: object, src: _FileSource) -> tuple[Site, 
         except _Invalid as exc:
             raise fail(str(exc), "navigation_origins", i) from None
 
+    contact_email = ""
+    if entry.get("contact_email", ""):
+        try:
+            contact_email = _check_email(entry["contact_email"], "site.contact_email")
+        except _Invalid as exc:
+            raise fail(str(exc), "contact_email") from None
+    transcripts_to = _email_list_from_file(entry, "transcripts_to", "site.transcripts_to", fail)
+
     site = Site(
         host=host,
         upstream=upstream,
         aliases=tuple(aliases),
         mask_selectors=tuple(selectors),
         navigation_origins=tuple(dict.fromkeys(origins)),
+        contact_email=contact_email,
+        transcripts_to=transcripts_to,
     )
     return site, names
+
+
+def _email_list_from_file(entry: dict, key: str, name: str, fail: Callable[..., ConfigError]) -> tuple[str, ...]:
+    """An optional array of email addresses in a table (errors point at the bad element)."""
+    try:
+        raw = _str_list(entry.get(key, []), name)
+    except _Invalid as exc:
+        raise fail(str(exc), key) from None
+    addresses = []
+    for i, address in enumerate(raw):
+        try:
+            addresses.append(_check_email(address, f"{name} entry"))
+        except _Invalid as exc:
+            raise fail(str(exc), key, i) from None
+    return tuple(dict.fromkeys(addresses))
 
 
 def _sites_from_file(raw: object, src: _FileSource) -> list[Site]:
@@ -872,6 +1186,125 @@ def _sites_from_file(raw: object, src: _FileSource) -> list[Site]:
             seen[name] = key_path
         sites.append(site)
     return sites
+
+
+_CHAT_FIELD_KEYS = ("name", "label", "type", "options", "required")
+_DEPARTMENT_KEYS = ("id", "name", "email", "transcripts_to")
+_SLUG_RE = re.compile(r"[a-z0-9_-]{1,32}")
+
+
+def _array_of_tables(raw: object, header: str, where: tuple, src: _FileSource) -> list:
+    if isinstance(raw, dict):
+        raise src.error(f"write [[{header}]] (double brackets), not [{header}]: it is an array of tables", where)
+    if not isinstance(raw, list):
+        raise src.error(f"{header} must be an array of tables ([[{header}]]), got {_show(raw)}", where)
+    return raw
+
+
+def _check_keys(entry: object, header: str, keys: tuple[str, ...], where: tuple, src: _FileSource) -> dict:
+    if not isinstance(entry, dict):
+        raise src.error(f"each {header} must be a table ([[{header}]]), got {_show(entry)}", where)
+    for key in entry:
+        if key not in keys:
+            raise src.error(f"unknown key '{key}' in [[{header}]]{_did_you_mean(key, keys)}", where + (key,))
+    return entry
+
+
+def _chat_fields_from_file(raw: object, src: _FileSource) -> tuple[ChatField, ...]:
+    fields: list[ChatField] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(_array_of_tables(raw, "chat.field", ("chat", "field"), src)):
+        where = ("chat", "field", index)
+        entry = _check_keys(entry, "chat.field", _CHAT_FIELD_KEYS, where, src)
+
+        def fail(message: str, *key: object) -> ConfigError:
+            return src.error(message, where + key)
+
+        if "name" not in entry:
+            raise fail('[[chat.field]] is missing "name" (e.g. name = "order_number")')
+        name = entry["name"]
+        if not isinstance(name, str) or not _SLUG_RE.fullmatch(name):
+            raise fail(f"chat.field.name must be 1 to 32 characters a-z, 0-9, '_' or '-', got {_show(name)}", "name")
+        if name in seen:
+            first = src.locator.line_of(("chat", "field", seen[name]))
+            raise fail(f'duplicate chat field "{name}"' + (f" (already used at line {first})" if first else ""),
+                       "name")
+        seen[name] = index
+        label = entry.get("label", name)
+        if not isinstance(label, str) or not label.strip():
+            raise fail(f"chat.field.label must be a non-empty string, got {_show(label)}", "label")
+        kind = entry.get("type", "text")
+        if kind not in CHAT_FIELD_TYPES:
+            raise fail(f"chat.field.type must be one of {', '.join(CHAT_FIELD_TYPES)}, got {_show(kind)}", "type")
+        try:
+            options = _str_list(entry.get("options", []), "chat.field.options")
+        except _Invalid as exc:
+            raise fail(str(exc), "options") from None
+        for i, option in enumerate(options):
+            if not isinstance(option, str) or not option.strip():
+                raise fail(f"chat.field.options entries must be non-empty strings, got {_show(option)}",
+                           "options", i)
+        if kind == "select" and not options:
+            raise fail('a chat field of type "select" needs options (e.g. options = ["Billing", "Delivery"])',
+                       "type")
+        if kind != "select" and options:
+            raise fail(f'chat.field.options only apply to type "select" (this field is "{kind}")', "options")
+        try:
+            required = _v_bool(entry.get("required", False), "chat.field.required", False)
+        except _Invalid as exc:
+            raise fail(str(exc), "required") from None
+        fields.append(ChatField(name=name, label=label.strip(), type=kind,
+                                options=tuple(dict.fromkeys(o.strip() for o in options)), required=required))
+    return tuple(fields)
+
+
+def _departments_from_file(raw: object, src: _FileSource) -> list[Department]:
+    departments: list[Department] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(_array_of_tables(raw, "department", ("department",), src)):
+        where = ("department", index)
+        entry = _check_keys(entry, "department", _DEPARTMENT_KEYS, where, src)
+
+        def fail(message: str, *key: object) -> ConfigError:
+            return src.error(message, where + key)
+
+        if "id" not in entry:
+            raise fail('[[department]] is missing "id" (e.g. id = "sales")')
+        department_id = entry["id"]
+        if not isinstance(department_id, str) or not _SLUG_RE.fullmatch(department_id):
+            raise fail("department.id must be 1 to 32 characters a-z, 0-9, '_' or '-', "
+                       f"got {_show(department_id)}", "id")
+        if department_id in seen:
+            first = src.locator.line_of(("department", seen[department_id]))
+            raise fail(f'duplicate department "{department_id}"' + (f" (already used at line {first})" if first else ""),
+                       "id")
+        seen[department_id] = index
+        name = entry.get("name", department_id)
+        if not isinstance(name, str) or not name.strip():
+            raise fail(f"department.name must be a non-empty string, got {_show(name)}", "name")
+        address = ""
+        if entry.get("email", ""):
+            try:
+                address = _check_email(entry["email"], "department.email")
+            except _Invalid as exc:
+                raise fail(str(exc), "email") from None
+        transcripts_to = _email_list_from_file(entry, "transcripts_to", "department.transcripts_to", fail)
+        departments.append(Department(id=department_id, name=name.strip(), email=address,
+                                      transcripts_to=transcripts_to))
+    return departments
+
+
+def _origin_of(section: str, key: str, env: Mapping[str, str], overrides: Mapping[str, object] | None,
+               src: _FileSource | None) -> Callable[[str], ConfigError]:
+    """Makes a ConfigError located where the final value of section.key came from."""
+    if (overrides or {}).get(f"{section}.{key}") is not None:
+        return lambda message: ConfigError(message, origin="command line")
+    var = _env_name(section, key)
+    if env.get(var, "").strip():
+        return lambda message: ConfigError(message, origin=f"environment variable {var}")
+    if src is not None:
+        return lambda message: src.error(message, (section, key))
+    return lambda message: ConfigError(message)
 
 
 def _env_name(section: str, key: str) -> str:
@@ -901,7 +1334,9 @@ def load_config(
         env = os.environ
     values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
     sites: list[Site] = []
+    departments: list[Department] = []
     source: str | None = None
+    src: _FileSource | None = None
 
     if path is None and env.get(f"{ENV_PREFIX}CONFIG", "").strip():
         path = env[f"{ENV_PREFIX}CONFIG"].strip()
@@ -916,6 +1351,8 @@ def load_config(
                 _apply_section_from_file(key, raw, values[key], src)
             elif key == "site":
                 sites = _sites_from_file(raw, src)
+            elif key == "department":
+                departments = _departments_from_file(raw, src)
             else:
                 owner = next((name for name, (_, v) in _SECTIONS.items() if key in v), None)
                 if owner is not None:
@@ -923,7 +1360,7 @@ def load_config(
                 elif isinstance(raw, dict):
                     message = f"unknown section [{key}]{_did_you_mean(key, (*_SECTIONS, 'site'), '[{}]')}"
                 elif isinstance(raw, list) and raw and all(isinstance(v, dict) for v in raw):
-                    message = f"unknown section [[{key}]]{_did_you_mean(key, ('site',), '[[{}]]')}"
+                    message = f"unknown section [[{key}]]{_did_you_mean(key, ('site', 'department'), '[[{}]]')}"
                 else:
                     message = f"unknown top-level key '{key}'{_did_you_mean(key, (*_SECTIONS, 'site'))}"
                 raise src.error(message, (key,))
@@ -942,7 +1379,8 @@ def load_config(
     known_vars = {_env_name(s, k) for s, (_, v) in _SECTIONS.items() for k in v}
     for var in env:
         upper = var.upper()
-        if upper.startswith((f"{ENV_PREFIX}SERVER_", f"{ENV_PREFIX}PROXY_")) and upper not in known_vars:
+        if upper.startswith((f"{ENV_PREFIX}SERVER_", f"{ENV_PREFIX}PROXY_", f"{ENV_PREFIX}CHAT_",
+                             f"{ENV_PREFIX}MAIL_")) and upper not in known_vars:
             hint = _did_you_mean(upper, sorted(known_vars), "{}")
             raise ConfigError(f"unknown setting{hint}", origin=f"environment variable {var}")
     env_upstream = env.get(f"{ENV_PREFIX}UPSTREAM", "").strip()
@@ -981,11 +1419,20 @@ def load_config(
         )
         raise ConfigError(message, source)
 
+    mail = MailOptions(**values["mail"])
+    if mail.host and not mail.sender:
+        raise _origin_of("mail", "host", env, overrides, src)(
+            'mail.sender is needed when mail.host is set (e.g. sender = "Support <support@example.com>")')
+
     return Config(
         server=ServerOptions(**values["server"]),
         proxy=ProxyOptions(**values["proxy"]),
         console=ConsoleOptions(**values["console"]),
         sessions=SessionOptions(**values["sessions"]),
+        chat=ChatOptions(**values["chat"]),
+        mail=mail,
+        screenshare=ScreenShareOptions(**values["screenshare"]),
         sites=tuple(sites),
+        departments=tuple(departments),
         source=source,
     )

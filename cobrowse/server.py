@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ from .storage.db import Database
 from .sync.broker import InMemoryBroker
 from .sync.db_store import DatabaseSessionStore
 from .sync.hub import Hub
+from .sync.screenshare import settings_from_config
 
 log = logging.getLogger("cobrowse")
 # Alembic narrates every migration step at INFO; our own line says what matters.
@@ -59,6 +61,7 @@ class Service:
         self.console_port: int | None = None
         self.db: Database | None = None
         self.hub: Hub | None = None
+        self.chat = None  # cobrowse.chat_runtime.ChatRuntime, when chat is on
         self._store: DatabaseSessionStore | None = None
         self.demo_accounts: list = []
         self._abandoned: asyncio.Future | None = None
@@ -88,20 +91,27 @@ class Service:
             self._store = DatabaseSessionStore(self.db)
             self._store.start()
             self.hub = Hub(InMemoryBroker(), secret, store=self._store, idle_timeout=config.sessions.idle_timeout,
-                           navigation_origins=lambda host: navigation_origins(config, host))
+                           navigation_origins=lambda host: navigation_origins(config, host),
+                           screenshare=settings_from_config(config.screenshare))
             self._abandoned = asyncio.ensure_future(self._end_abandoned_sessions())
+            from .chat_runtime import build_chat
+
+            self.chat = build_chat(config, self.db, self.hub, secret)
+            if self.chat is not None:
+                await self.chat.files.remove_stale_partials()  # half-written uploads of a crashed run
 
             # Our app listens on a unix socket in a private directory: only the proxy reaches it.
             self._socket_dir = tempfile.mkdtemp(prefix="cobrowse-")
             internal_socket = os.path.join(self._socket_dir, "app.sock")
-            app_runner = web.AppRunner(build_app(config, self.hub), access_log=access_log,
+            app_runner = web.AppRunner(build_app(config, self.hub, self.chat), access_log=access_log,
                                        handler_cancellation=True)
             self._runners.append(app_runner)
             await app_runner.setup()
             await web.UnixSite(app_runner, internal_socket).start()
 
             console_origins = {console_origin(config)}
-            runner = web.AppRunner(build_console_app(config, self.hub, self.db, secret, console_origins),
+            runner = web.AppRunner(build_console_app(config, self.hub, self.db, secret, console_origins,
+                                                     chat=self.chat),
                                    access_log=access_log, handler_cancellation=True)
             self._runners.append(runner)
             await runner.setup()
@@ -168,6 +178,10 @@ async def run(config: Config, *, demo_shop_listen: str | None = None) -> None:
     """Serve until cancelled."""
     service = Service(config, demo_shop_listen=demo_shop_listen)
     await service.start()
+    # What start-up made (modules, routes, the migrated schema) lives as long as the
+    # process: moved out of the collector's sight, full collections walk only what
+    # visitors and agents bring, and pause the event loop for less.
+    gc.freeze()
     try:
         host, _ = parse_listen(config.server.listen)
         base = public_url(f"{host or '127.0.0.1'}:{service.port}")

@@ -225,3 +225,91 @@ def test_config_file_without_sites_and_storage_errors(tmp_path, capsys):
 
     status, out, err = main(capsys, "migrate", "--config", str(tmp_path / "missing.toml"))
     assert status == 2 and "cannot read config file" in err
+
+
+# --- chat settings: --email, --transcripts, --department, `user set` -----------------
+
+
+def chat_profile(data_dir: Path, username: str) -> tuple[str | None, bool, list[str]]:
+    async def read():
+        async with Database.from_config(Config(server=ServerOptions(data_dir=str(data_dir)))) as db:
+            user = await accounts.get_user(db, username)
+            return user.email, user.transcripts, await accounts.user_departments(db, user.id)
+
+    return asyncio.run(read())
+
+
+def test_user_add_with_chat_settings(tmp_path, capsys, monkeypatch):
+    d = ("--data-dir", str(tmp_path))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("password1\n"))
+    status, out, err = main(capsys, "user", "add", "carol", "--password-stdin", "--email", "carol@example.com",
+                            "--transcripts", "--department", "Sales", "--department", "support",
+                            "--department", "sales", *d)
+    assert status == 0, err
+    assert out == "created agent 'carol', email carol@example.com, transcripts on, departments sales, support\n"
+    assert chat_profile(tmp_path, "carol") == ("carol@example.com", True, ["sales", "support"])
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("password1\n"))
+    assert main(capsys, "user", "add", "dan", "--password-stdin", *d)[:2] == (0, "created agent 'dan'\n")
+    assert chat_profile(tmp_path, "dan") == (None, False, [])
+
+    for argv, message in (
+        (("--transcripts",), "--transcripts needs --email"),
+        (("--email", "not-an-address"), "invalid email address 'not-an-address'"),
+        (("--department", "no spaces"), "invalid department 'no spaces'"),
+    ):
+        monkeypatch.setattr(sys, "stdin", io.StringIO("password1\n"))
+        status, out, err = main(capsys, "user", "add", "erin", "--password-stdin", *argv, *d)
+        assert status == 2 and message in err, err
+
+
+def test_departments_must_be_configured_ones_when_there_are_any(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "cobrowse.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path / "data"}"\n\n[[department]]\nid = "sales"\n\n'
+                      '[[department]]\nid = "support"\n')
+    monkeypatch.setattr(sys, "stdin", io.StringIO("password1\n"))
+    status, out, err = main(capsys, "user", "add", "carol", "--password-stdin", "--department", "billing",
+                            "--config", str(config))
+    assert (status, err) == (2, "cobrowse: error: no department 'billing' in the config "
+                                "(its departments: sales, support)\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("password1\n"))
+    assert main(capsys, "user", "add", "carol", "--password-stdin", "--department", "sales",
+                "--config", str(config))[0] == 0
+    status, out, err = main(capsys, "user", "set", "carol", "--department", "billing", "--config", str(config))
+    assert status == 2 and "no department 'billing'" in err
+
+
+def test_user_set(tmp_path, capsys, monkeypatch):
+    d = ("--data-dir", str(tmp_path))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("password1\n"))
+    assert main(capsys, "user", "add", "bob", "--password-stdin", *d)[0] == 0
+
+    status, out, err = main(capsys, "user", "set", "bob", "--transcripts", *d)
+    assert (status, err) == (2, "cobrowse: error: 'bob' has no email address: set one first (--email)\n")
+    status, out, err = main(capsys, "user", "set", "BOB", "--email", "bob@example.com", "--transcripts",
+                            "--department", "sales", *d)
+    assert status == 0, err
+    assert out == "updated 'bob': email bob@example.com, transcripts on, departments sales\n"
+    assert chat_profile(tmp_path, "bob") == ("bob@example.com", True, ["sales"])
+
+    status, out, err = main(capsys, "user", "set", "bob", "--no-transcripts", "--department", "support",
+                            "--department", "billing", *d)
+    assert out == "updated 'bob': email bob@example.com, transcripts off, departments billing, support\n"
+    status, out, err = main(capsys, "user", "set", "bob", "--no-departments", *d)
+    assert out == "updated 'bob': email bob@example.com, transcripts off, departments (all)\n"
+    main(capsys, "user", "set", "bob", "--transcripts", *d)
+    status, out, err = main(capsys, "user", "set", "bob", "--email", "", *d)  # no address: no transcripts
+    assert out == "updated 'bob': email (none), transcripts off, departments (all)\n"
+    assert chat_profile(tmp_path, "bob") == (None, False, [])
+
+    for argv, message in (
+        ((), "nothing to change"),
+        (("--email", "", "--transcripts"), "--transcripts needs an email address"),
+        (("--email", "bob at example"), "invalid email address"),
+    ):
+        status, out, err = main(capsys, "user", "set", "bob", *argv, *d)
+        assert status == 2 and message in err, err
+    status, out, err = main(capsys, "user", "set", "nobody", "--email", "x@example.com", *d)
+    assert (status, err) == (2, "cobrowse: error: no user named 'nobody'\n")
+    with pytest.raises(SystemExit):  # argparse: the two are exclusive
+        cli.main(["user", "set", "bob", "--transcripts", "--no-transcripts", *d])

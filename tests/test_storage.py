@@ -38,7 +38,9 @@ from cobrowse.storage import (
     head_revision,
 )
 
-TABLES = {"users", "cobrowse_sessions", "cobrowse_participants", "cobrowse_events"}
+TABLES = {"users", "cobrowse_sessions", "cobrowse_participants", "cobrowse_events", "user_departments",
+          "chat_conversations", "chat_messages", "chat_participants", "chat_sessions", "chat_files",
+          "canned_responses", "offline_messages", "chat_transcript_mails"}
 
 
 @pytest.fixture(autouse=True)
@@ -117,7 +119,7 @@ def test_head_revision_is_the_only_head():
     from cobrowse.storage.db import alembic_config
 
     assert ScriptDirectory.from_config(alembic_config()).get_heads() == [head_revision()]
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
 
 
 async def test_sqlite_pragmas_on_every_connection(db):

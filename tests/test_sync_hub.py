@@ -408,6 +408,33 @@ async def test_watch_gets_the_queue_and_its_updates(env):
     assert await agent.until("queue") == {"t": "queue", "sessions": []}
 
 
+async def test_watching_twice_still_gets_each_queue_once(env):
+    agent = await env.agent()
+    await agent.send({"t": "watch"})
+    await agent.send({"t": "watch"})
+    assert await agent.recv() == {"t": "queue", "sessions": []}
+    assert await agent.recv() == {"t": "queue", "sessions": []}
+    visitor, shared = await env.sharing()
+    await agent.until("queue")
+    await visitor.send({"t": "stop"})
+    assert await agent.until("queue") == {"t": "queue", "sessions": []}
+    assert await agent.sync() == [], "one queue per change, not one per watch frame"
+
+
+async def test_no_queue_is_built_while_nobody_watches(env, monkeypatch):
+    built = []
+    real = env.hub._queue
+    monkeypatch.setattr(env.hub, "_queue", lambda: built.append(1) or real())
+    visitor, shared = await env.sharing()
+    await visitor.send({"t": "nav", "url": "https://shop.test/cart"})
+    await visitor.sync()
+    await asyncio.sleep(0.3)  # past QUEUE_INTERVAL: a queue would be due by now
+    assert built == []
+    agent = await env.agent()
+    await agent.send({"t": "watch"})
+    assert (await agent.until("queue"))["sessions"][0]["url"] == "https://shop.test/cart"
+
+
 async def test_agent_joins_by_session_id(env):
     visitor, shared = await env.sharing()
     agent, joined = await env.joined(shared["session"])

@@ -48,7 +48,7 @@ def console_origin(config: Config) -> str:
 
 
 def build_console_app(config: Config, hub: Hub, db: Database, secret: bytes,
-                      origins: set[str] | None = None) -> web.Application:
+                      origins: set[str] | None = None, chat=None) -> web.Application:
     """``origins``: the origins agents' browsers use; the caller adds the bound
     address once it is known (a listen port of 0 is picked by the OS)."""
     allowed = origins if origins is not None else {console_origin(config)}
@@ -140,6 +140,10 @@ def build_console_app(config: Config, hub: Hub, db: Database, secret: bytes,
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/me", me)
     app.router.add_get("/ws", agent_socket)
+    if chat is not None:
+        from .chat_api import add_chat_api
+
+        add_chat_api(app, chat, current_agent)
     return app
 
 

@@ -1,7 +1,9 @@
 """Storage: the database (SQLAlchemy 2 async; SQLite by default, PostgreSQL by URL),
 its Alembic migrations (in ``migrations/``, applied on start) and small service
-modules per area: :mod:`.accounts`, :mod:`.cobrowse_sessions`, :mod:`.timeline`
-(chat comes later).
+modules per area: :mod:`.accounts`, :mod:`.cobrowse_sessions`, :mod:`.timeline`.
+The chat tables are declared in the top-level ``chat`` package (``chat.models``)
+on the same ``Base``; importing this package registers them, so ``Base.metadata``
+(migrations, schema checks) always holds every table.
 
     from cobrowse.storage import Database, accounts
 
@@ -27,6 +29,10 @@ from .models import (
     User,
     utcnow,
 )
+
+# Registers the chat tables on Base.metadata. Imported here, after .models, so
+# either import order works: chat.models itself imports cobrowse.storage.models.
+import chat.models  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "Database",

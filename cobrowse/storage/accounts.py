@@ -20,6 +20,7 @@ import re
 import secrets
 import threading
 import unicodedata
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -27,7 +28,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from .db import Database
-from .models import Role, User, utcnow
+from .models import Role, User, UserDepartment, utcnow
 
 __all__ = [
     "AccountError",
@@ -48,6 +49,12 @@ __all__ = [
     "list_users",
     "set_disabled",
     "set_password",
+    "normalize_email",
+    "normalize_departments",
+    "set_email",
+    "set_transcripts",
+    "set_departments",
+    "user_departments",
     "ensure_demo_agent",
     "ensure_demo_accounts",
 ]
@@ -56,6 +63,10 @@ USERNAME_PATTERN = re.compile(r"[a-z0-9._-]{2,64}")
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024  # hashing a megabyte "password" is a cheap denial of service
 MAX_DISPLAY_NAME_LENGTH = 100
+MAX_EMAIL_LENGTH = 254
+# Loose on purpose (one "@", no spaces or list punctuation): the mail server decides.
+EMAIL_PATTERN = re.compile(r'[^\s@<>(),;:"\[\]\\]{1,64}@[^\s@<>(),;:"\[\]\\.]+(\.[^\s@<>(),;:"\[\]\\.]+)*')
+DEPARTMENT_PATTERN = re.compile(r"[a-z0-9_-]{1,32}")  # as [[department]] id in the config
 DEMO_AGENT = "demo-agent"
 DEMO_SUPERVISOR = "demo-supervisor"
 
@@ -100,6 +111,30 @@ def parse_role(role: Role | str) -> Role:
     except ValueError:
         choices = ", ".join(r.value for r in Role)
         raise AccountError(f"invalid role {role!r}: choose one of {choices}") from None
+
+
+def normalize_email(email: str | None) -> str | None:
+    """The stored form of an account's email (trimmed); None for none ('' or None).
+    AccountError if it is not an address."""
+    address = email.strip() if isinstance(email, str) else ""
+    if not address:
+        return None
+    if len(address) > MAX_EMAIL_LENGTH or not EMAIL_PATTERN.fullmatch(address):
+        raise AccountError(f"invalid email address {email!r}")
+    return address
+
+
+def normalize_departments(departments: Iterable[str]) -> list[str]:
+    """Department ids lowercased, checked, without repeats, sorted; AccountError if one is invalid."""
+    result = set()
+    for department in departments:
+        name = department.strip().lower() if isinstance(department, str) else ""
+        if not DEPARTMENT_PATTERN.fullmatch(name):
+            raise AccountError(
+                f"invalid department {department!r}: use 1 to 32 characters a-z, 0-9, '_' or '-'"
+            )
+        result.add(name)
+    return sorted(result)
 
 
 def _clean_display_name(display_name: str | None, username: str) -> str:
@@ -190,19 +225,31 @@ async def create_user(
     password: str,
     role: Role | str = Role.agent,
     display_name: str | None = None,
+    *,
+    email: str | None = None,
+    transcripts: bool = False,
+    departments: Iterable[str] = (),
 ) -> User:
-    """Create an account. AccountError for an invalid or taken username, a short password, a bad role."""
+    """Create an account. AccountError for an invalid or taken username, a short password, a bad role,
+    an invalid email or department, or ``transcripts`` without an email (where would they go?)."""
     name = normalize_username(username)
     validate_password(password)
     role = parse_role(role)
     shown = _clean_display_name(display_name, name)
+    address = normalize_email(email)
+    if transcripts and address is None:
+        raise AccountError("chat transcripts need an email address (--email)")
+    department_ids = normalize_departments(departments)
     password_hash = await _hash(password)
-    user = User(username=name, display_name=shown, role=role, password_hash=password_hash, disabled=False)
+    user = User(username=name, display_name=shown, role=role, password_hash=password_hash, disabled=False,
+                email=address, transcripts=bool(transcripts))
     try:
         async with db.transaction() as s:
             if await s.scalar(sa.select(User.id).where(User.username == name)) is not None:
                 raise AccountError(f"user {name!r} already exists")
             s.add(user)
+            await s.flush()  # the departments refer to its id
+            s.add_all(UserDepartment(user_id=user.id, department=d) for d in department_ids)
     except sa.exc.IntegrityError:  # created concurrently (e.g. by another process)
         raise AccountError(f"user {name!r} already exists") from None
     return user
@@ -226,6 +273,50 @@ async def set_disabled(db: Database, username: str, disabled: bool = True) -> Us
         user = await _require(s, name)
         user.disabled = bool(disabled)
     return user
+
+
+async def set_email(db: Database, username: str, email: str | None) -> User:
+    """Set (or with None / '' remove) the address chat transcripts are mailed to.
+    Removing it also turns transcripts off."""
+    name = normalize_username(username)
+    address = normalize_email(email)
+    async with db.transaction() as s:
+        user = await _require(s, name)
+        user.email = address
+        if address is None:
+            user.transcripts = False
+    return user
+
+
+async def set_transcripts(db: Database, username: str, enabled: bool = True) -> User:
+    """Opt in to (or out of) a mailed transcript of every chat the user takes part in."""
+    name = normalize_username(username)
+    async with db.transaction() as s:
+        user = await _require(s, name)
+        if enabled and not user.email:
+            raise AccountError(f"{name!r} has no email address: set one first (--email)")
+        user.transcripts = bool(enabled)
+    return user
+
+
+async def set_departments(db: Database, username: str, departments: Iterable[str]) -> list[str]:
+    """Replace the departments a user serves (none: every department's chats); returns them."""
+    name = normalize_username(username)
+    department_ids = normalize_departments(departments)
+    async with db.transaction() as s:
+        user = await _require(s, name)
+        await s.execute(sa.delete(UserDepartment).where(UserDepartment.user_id == user.id))
+        s.add_all(UserDepartment(user_id=user.id, department=d) for d in department_ids)
+    return department_ids
+
+
+async def user_departments(db: Database, user_id: int) -> list[str]:
+    """The departments a user serves, sorted."""
+    async with db.session(read_only=True) as s:
+        return list(await s.scalars(
+            sa.select(UserDepartment.department).where(UserDepartment.user_id == user_id)
+            .order_by(UserDepartment.department)
+        ))
 
 
 async def _require(s, name: str) -> User:

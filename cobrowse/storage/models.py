@@ -34,6 +34,7 @@ __all__ = [
     "ParticipantRole",
     "EndReason",
     "User",
+    "UserDepartment",
     "CobrowseSession",
     "CobrowseParticipant",
     "EventKind",
@@ -124,6 +125,17 @@ class EventKind(enum.StrEnum):
     control_left = "control_left"
     command_sent = "command_sent"  # detail: tab, kind (goto | open), url
     command_result = "command_result"  # detail: tab, kind, url, ok, reason
+    # Screen sharing and voice calls (cobrowse/sync/screenshare.py; actor: the agent, or None).
+    screen_share_requested = "screen_share_requested"  # detail: agent (name), audio
+    screen_share_declined = "screen_share_declined"  # detail: reason (declined | timeout | withdrawn | left)
+    screen_share_started = "screen_share_started"  # detail: tab, agents (names who may receive it)
+    screen_share_stopped = "screen_share_stopped"  # detail: by (visitor | agent | hub), agent, reason
+    screen_share_failed = "screen_share_failed"  # detail: reason (denied | unsupported | no_path | error)
+    call_requested = "call_requested"  # call_*: the same details as screen_share_*
+    call_declined = "call_declined"
+    call_started = "call_started"
+    call_ended = "call_ended"
+    call_failed = "call_failed"
 
 
 def _enum(cls: type[enum.Enum], name: str, length: int, *, constraint: bool = True) -> sa.Enum:
@@ -160,10 +172,27 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Where chat transcripts go when ``transcripts`` is on (docs/chat.md "Transcripts").
+    email: Mapped[str | None] = mapped_column(sa.String(254), default=None)
+    transcripts: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     def __repr__(self) -> str:  # never shows the password hash
         state = " disabled" if self.disabled else ""
         return f"<User {self.id} {self.username!r} {self.role.value}{state}>"
+
+
+class UserDepartment(Base):
+    """A department an account serves (chat routing: ``[[department]]`` ids in the config).
+
+    An agent with no rows here takes chats of every department."""
+
+    __tablename__ = "user_departments"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    department: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+
+    def __repr__(self) -> str:
+        return f"<UserDepartment user={self.user_id} {self.department!r}>"
 
 
 class CobrowseSession(Base):

@@ -26,8 +26,13 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from . import protocol as p
+from .chat import AGENT_FRAMES as CHAT_AGENT_FRAMES
+from .chat import VISITOR_FRAMES as CHAT_VISITOR_FRAMES
+from .chat import HubChat, VisitorChat
 from .broker import QUEUE_TOPIC, Broker, agent_topic, agents_topic, visitor_tab_topic, visitor_topic
 from .ratelimit import KeyedLimiter, TokenBucket
+from . import screenshare
+from .screenshare import ScreenShares, ScreenShareSettings
 from .session import Audience, CobrowseSession, EndReason, Outgoing, TimelineEntry
 
 log = logging.getLogger("cobrowse.hub")
@@ -70,7 +75,8 @@ NavigationOrigins = Callable[[str], Iterable[str]]
 class Connection:
     """One websocket with an outbox drained by its own writer task."""
 
-    __slots__ = ("ws", "outbox", "queued", "wake", "writer", "unsubscribers", "closed", "peer", "transport")
+    __slots__ = ("ws", "outbox", "queued", "wake", "writer", "unsubscribers", "named", "closed", "peer",
+                 "transport")
 
     def __init__(self, ws: web.WebSocketResponse, peer: str, transport: asyncio.BaseTransport | None = None) -> None:
         self.ws = ws
@@ -80,6 +86,8 @@ class Connection:
         self.wake = asyncio.Event()
         self.writer = asyncio.ensure_future(self._write())
         self.unsubscribers: list[Callable[[], None]] = []
+        # Subscriptions a feature drops on its own (a chat's topics), apart from the session's.
+        self.named: dict[str, Callable[[], None]] = {}
         self.closed = False
         self.peer = peer
 
@@ -127,9 +135,20 @@ class Connection:
             unsubscribe()
         self.unsubscribers.clear()
 
+    def subscribe_named(self, broker: Broker, topic: str) -> None:
+        if topic not in self.named:
+            self.named[topic] = broker.subscribe(topic, self.deliver)
+
+    def unsubscribe_named(self, topic: str) -> None:
+        unsubscribe = self.named.pop(topic, None)
+        if unsubscribe is not None:
+            unsubscribe()
+
     async def close(self) -> None:
         self.closed = True
         self.unsubscribe()
+        for topic in list(self.named):
+            self.unsubscribe_named(topic)
         # Let what is queued go out first (an `ended` frame, say), briefly.
         if self.outbox and not self.ws.closed:
             self.wake.set()
@@ -143,8 +162,10 @@ class Connection:
 class Hub:
     def __init__(self, broker: Broker, secret: bytes, *, store: SessionStore | None = None,
                  idle_timeout: float = 1800.0, clock: Callable[[], float] = time.time,
-                 navigation_origins: NavigationOrigins | None = None) -> None:
+                 navigation_origins: NavigationOrigins | None = None,
+                 screenshare: ScreenShareSettings | None = None) -> None:
         self.broker = broker
+        self.screens = ScreenShares(screenshare)  # screen sharing and calls (cobrowse/sync/screenshare.py)
         self.navigation_origins = navigation_origins
         self._secret = secret
         self.store = store
@@ -160,6 +181,10 @@ class Hub:
         self._connections: set[Connection] = set()
         self._queue_timer: asyncio.TimerHandle | None = None
         self._queue_sent = -QUEUE_INTERVAL  # loop time of the last queue published
+        self._queue_watchers: set[Connection] = set()  # agent connections here that sent `watch`
+        # Chat (cobrowse/sync/chat.py), when the service has a chat store: set by the server.
+        self.chat: HubChat | None = None
+        self.chat_links: dict[str, str] = {}  # co-browse session id -> its conversation id
 
     # ----- lifecycle ---------------------------------------------------------------
 
@@ -174,6 +199,8 @@ class Hub:
             self._queue_timer = None
         # A stop is usually a restart: sessions are not ended, clients are told
         # to come back (1012) and resume with their tokens.
+        if self.chat is not None:
+            await self.chat.stop()
         for connection in list(self._connections):
             await connection.close()
             await connection.ws.close(code=1012, message=b"service restart")
@@ -184,6 +211,7 @@ class Hub:
         now = self.clock()
         for session in list(self.sessions.values()):
             self._route(session, session.tick(now, self.idle_timeout))
+            self._screen_out(session, self.screens.tick(session, now))
             if session.ended is not None:
                 self._persist(self.store.session_ended(session.id, session.ended.value) if self.store else None)
                 self._forget(session)
@@ -220,6 +248,7 @@ class Hub:
     async def visitor_socket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=p.MAX_VISITOR_FRAME, compress=True, heartbeat=30.0)
         await ws.prepare(request)
+        _send_uncompressed(ws)
         peer = request.headers.get("X-Forwarded-For", request.remote or "?").split(",")[-1].strip()
         connection = Connection(ws, f"visitor {peer}", request.transport)
         self._connections.add(connection)
@@ -244,6 +273,10 @@ class Hub:
                         await ws.close(code=1008, message=b"too many bad frames")
                         break
                     continue
+                if type(frame) in CHAT_VISITOR_FRAMES:
+                    # Stored before anyone is told: frames of one socket are handled in order.
+                    await self._chat_visitor_frame(connection, state, frame, site)
+                    continue
                 self._visitor_frame(connection, state, frame, site)
         finally:
             await self._visitor_gone(connection, state)
@@ -253,6 +286,7 @@ class Hub:
                        site: str) -> None:
         state.visitor = hello.visitor[:64]
         state.tab = hello.tab[:64]
+        state.name = hello.name[:p.MAX_TEXT]
         state.url, state.title = hello.url, hello.title
         now = self.clock()
         session = None
@@ -282,6 +316,8 @@ class Hub:
                 connection.send(p.SnapshotPlease())
             # This page's markers (pinned ones from the last page, or all after a reconnect), and control.
             for frame in session.visitor_restore(state.tab, now):
+                connection.send(frame)
+            for frame in self.screens.visitor_restore(session, state.tab, now):  # a request waiting
                 connection.send(frame)
         else:
             connection.send(p.Welcome(v=p.VERSION))
@@ -328,6 +364,9 @@ class Hub:
             connection.send(p.Shared(session=session_id, code=code, code_expires=expires,
                                      resume=self.resume_token(session_id, state.visitor)))
             self._publish_queue()
+            if self.chat is not None and state.chat.conversation is not None:
+                # Shared from the chat: the conversation's agents see the page without a code.
+                self._persist(self.chat.link_session(state.chat.conversation, session))
         elif kind is p.Navigated:
             state.url, state.title = frame.url, frame.title
             if session is not None:
@@ -354,8 +393,25 @@ class Hub:
             else:
                 out = session.input_refused(state.tab, frame)
             self._route(session, out)
+        elif kind in screenshare.VISITOR_FRAMES:
+            if session is None:
+                connection.send(p.Error(code="not_sharing", message="this tab is not sharing",
+                                        re=kind.__struct_config__.tag))
+                return
+            self._screen_out(session, self.screens.visitor_frame(session, state.tab, connection, frame, now))
         elif kind is p.VisitorHello:
             connection.send(p.Error(code="bad_frame", message="hello was already received", re="hello"))
+
+    async def _chat_visitor_frame(self, connection: Connection, state: "_VisitorState", frame, site: str) -> None:
+        if self.chat is None:
+            connection.send(p.Error(code="chat_disabled", message="chat is not available here",
+                                    re=type(frame).__struct_config__.tag))
+            return
+        session = state.session
+        if session is not None and session.ended is not None:
+            connection.unsubscribe()
+            state.session = None
+        await self.chat.visitor_frame(connection, state, frame, site)
 
     async def _visitor_gone(self, connection: Connection, state: "_VisitorState") -> None:
         self._connections.discard(connection)
@@ -363,6 +419,7 @@ class Hub:
         session = state.session
         if session is not None and session.ended is None and state.tab:
             self._route(session, session.tab_disconnected(state.tab, self.clock(), closing=state.closing))
+            self._screen_out(session, self.screens.visitor_gone(session, state.tab, connection, self.clock()))
 
     # ----- agents ---------------------------------------------------------------------
 
@@ -381,6 +438,7 @@ class Hub:
         laser_limiter = TokenBucket(rate=LASER_RATE, burst=LASER_BURST, now=self.clock())
         bad_frames = 0
         recheck = None
+        chat = self.chat.agent_connected(key, connection, agent) if self.chat is not None else None
         try:
             hello = await self._first_frame(ws, connection, p.agent_decoder, p.AgentHello)
             if hello is None:
@@ -418,13 +476,25 @@ class Hub:
                         await ws.close(code=1008, message=b"unauthorized")
                         break
                     agent = current
+                if type(frame) in CHAT_AGENT_FRAMES:
+                    if chat is None:
+                        connection.send(p.Error(code="chat_disabled", message="chat is not available here",
+                                                re=type(frame).__struct_config__.tag))
+                    else:
+                        chat.agent = agent
+                        await self.chat.agent_frame(chat, frame, joined)
+                    continue
                 self._agent_frame(connection, key, agent, joined, frame, peer)
         finally:
             if recheck is not None:
                 recheck.cancel()
+            if chat is not None and self.chat is not None:
+                self.chat.agent_gone(chat)
             self._connections.discard(connection)
+            self._queue_watchers.discard(connection)
             for session in list(joined.values()):
                 self._route(session, session.agent_left(key, self.clock()))
+                self._screen_out(session, self.screens.agent_left(session, key, self.clock()))
                 self._persist(self.store.participant_left(session.id, agent.user_id) if self.store else None)
             if joined:
                 self._publish_queue()  # viewer counts
@@ -455,7 +525,9 @@ class Hub:
         now = self.clock()
         kind = type(frame)
         if kind is p.WatchQueue:
-            connection.subscribe(self.broker, QUEUE_TOPIC)
+            if connection not in self._queue_watchers:  # a second `watch` must not double every queue frame
+                self._queue_watchers.add(connection)
+                connection.subscribe(self.broker, QUEUE_TOPIC)
             connection.send(self._queue())
         elif kind is p.Join:
             session = self._session_to_join(connection, agent, frame, peer, now)
@@ -468,11 +540,13 @@ class Hub:
                               if self.store else None)
             viewer = p.Viewer(name=agent.name, role="supervisor" if agent.role != "agent" else "agent")
             self._route(session, session.agent_joined(key, agent.user_id, viewer, frame.since, now))
+            self._screen_out(session, self.screens.agent_joined(session, key, now))
             self._publish_queue()
         elif kind is p.Leave:
             session = joined.pop(frame.session, None)
             if session is not None:
                 self._route(session, session.agent_left(key, now))
+                self._screen_out(session, self.screens.agent_left(session, key, now))
                 self._persist(self.store.participant_left(session.id, agent.user_id) if self.store else None)
                 self._publish_queue()
         elif kind is p.EndSession:
@@ -483,6 +557,13 @@ class Hub:
             self._end(session, EndReason.AGENT_ENDED)
         elif kind is p.Ping:
             connection.send(p.Pong(n=frame.n))
+        elif kind in screenshare.AGENT_FRAMES:
+            session = joined.get(frame.session)
+            if session is None or session.ended is not None:
+                connection.send(p.Error(code="not_found", message="you are not in that session",
+                                        re=kind.__struct_config__.tag))
+                return
+            self._screen_out(session, self.screens.agent_frame(session, key, agent.user_id, agent.name, frame, now))
         elif kind in _AGENT_SESSION_FRAMES:
             session = joined.get(frame.session)
             tag = kind.__struct_config__.tag
@@ -598,12 +679,23 @@ class Hub:
 
     def _forget(self, session: CobrowseSession) -> None:
         self.sessions.pop(session.id, None)
+        self._screen_out(session, self.screens.session_ended(session, self.clock()))
+        if self.chat is not None:
+            self.chat.session_gone(session)
         if session.ended is not None:
             self._ended[session.id] = (session.ended.value, self.clock())
         for code, (session_id, _) in list(self._codes.items()):
             if session_id == session.id:
                 del self._codes[code]
         self._publish_queue()
+
+    def _screen_out(self, session: CobrowseSession, outgoing: list[Outgoing]) -> None:
+        """Routes screen-share frames; their timeline records also go, in plain words, to the session's chat."""
+        texts = [text for record in session.records if (text := screenshare.chat_text(record))]
+        self._route(session, outgoing)
+        conversation = self.chat.conversation_of(session.id) if texts and self.chat is not None else None
+        for text in texts if conversation else ():
+            self._persist(self.chat.post_event(conversation, text))
 
     def _queue(self) -> p.Queue:
         return p.Queue(sessions=[s.queue_entry() for s in self.sessions.values() if s.ended is None])
@@ -623,6 +715,10 @@ class Hub:
 
     def _send_queue(self) -> None:
         self._queue_timer = None
+        if not self._queue_watchers:
+            # Nobody here watches: building and encoding every session's entry (4x/s with
+            # 10,000 sessions) would be wasted. A watcher gets the whole queue on `watch`.
+            return
         self._queue_sent = asyncio.get_running_loop().time()
         self.broker.publish(QUEUE_TOPIC, p.encode(self._queue()))
 
@@ -646,6 +742,23 @@ _VISITOR_SESSION_FRAMES = frozenset({p.ControlAnswer, p.VisitorUnmark, p.Command
 _LASER_PREFIXES = (b'{"t":"laser"', b'{"t": "laser"')
 
 
+def _send_uncompressed(ws: web.WebSocketResponse) -> None:
+    """Frames to a visitor go out uncompressed; theirs to us stay compressed.
+
+    What visitors send (page snapshots, DOM changes) compresses well, and
+    their browsers pay for it. What they receive is small (acks, viewers,
+    markers), and a deflate stream kept for it costs ~100 KiB of compressor
+    state per connection: a thousand MB per ten thousand visitors. RFC 7692
+    lets a sender leave any message uncompressed (RSV1 clear) after
+    negotiating the extension; aiohttp has no per-socket switch for it, so
+    its writer's level is set to none here (if aiohttp changes, frames simply
+    stay compressed).
+    """
+    writer = getattr(ws, "_writer", None)
+    if writer is not None and isinstance(getattr(writer, "compress", None), int):
+        writer.compress = 0
+
+
 def _is_laser(data: bytes | str) -> bool:
     """A cheap look at a frame's start: clients send ``t`` first (a laser sent otherwise counts as a frame)."""
     head = data[:16].encode() if isinstance(data, str) else data[:16]
@@ -653,9 +766,11 @@ def _is_laser(data: bytes | str) -> bool:
 
 
 class _VisitorState:
-    __slots__ = ("visitor", "tab", "url", "title", "session", "closing", "bad_frames", "shares")
+    __slots__ = ("visitor", "tab", "url", "title", "name", "session", "closing", "bad_frames", "shares", "chat")
 
     def __init__(self) -> None:
+        self.chat = VisitorChat()
+        self.name = ""
         self.visitor = ""
         self.tab = ""
         self.url = ""

@@ -24,11 +24,14 @@ MAX_EVENTS_PER_BATCH = 5000
 MAX_TEXT = 2048  # urls, titles, names
 
 
-class Message(msgspec.Struct, tag_field="t", forbid_unknown_fields=False, omit_defaults=True):
+# gc=False: frames and events never hold reference cycles, so the garbage
+# collector need not track them. A hub holds hundreds of thousands of buffered
+# events; tracked, each full collection walked them all (150-200 ms pauses).
+class Message(msgspec.Struct, tag_field="t", forbid_unknown_fields=False, omit_defaults=True, gc=False):
     """Base of every frame."""
 
 
-class RrwebEvent(msgspec.Struct, forbid_unknown_fields=False):
+class RrwebEvent(msgspec.Struct, forbid_unknown_fields=False, gc=False):
     """One rrweb event; only its type matters to the hub."""
 
     type: int
@@ -578,9 +581,14 @@ class OfflineStored(Message, tag="offline_stored"):
 #
 # Scoped to a co-browse session: the agent escalates a session whose mirrored
 # page is not enough. The visitor's frames carry no session (their socket has
-# one); the hub fills it in when relaying to agents.
+# one); the hub fills it in when relaying to agents. Agents offer (they receive
+# the screen), the visitor answers: one RTCPeerConnection per agent connection
+# in the session, addressed by ``agent``, a small number the hub gives each
+# agent connection of the session (never a user id or connection key).
+# cobrowse/sync/screenshare.py holds the rules and the limits.
 
 MAX_SDP = 32 * 1024
+MAX_CANDIDATE = 1024
 
 
 class IceServer(msgspec.Struct, omit_defaults=True):
@@ -589,45 +597,60 @@ class IceServer(msgspec.Struct, omit_defaults=True):
     credential: str = ""
 
 
+class IceCandidate(msgspec.Struct, omit_defaults=True):
+    """RTCIceCandidateInit; ``candidate`` "" is the end of candidates. Unknown fields are dropped."""
+
+    candidate: str = ""
+    sdpMid: str | None = None  # noqa: N815 (the browser's name)
+    sdpMLineIndex: int | None = None  # noqa: N815
+    usernameFragment: str | None = None  # noqa: N815
+
+
 class ScreenRequest(Message, tag="screen_request"):
-    """Agent -> hub -> visitor: please share your screen (``audio``: a voice call is offered too)."""
+    """Agent -> hub -> visitor (and the session's agents): share your screen, or (video False) take a call."""
 
     session: str = ""
     audio: bool = False
     video: bool = True  # False: a voice call only
     by: str = ""  # set by the hub: the agent's name
-    agent: int = 0  # set by the hub: the agent's user id (the visitor signals to them)
+    agent: int = 0  # set by the hub: the asking agent's peer number in the session
+    timeout: float = 0.0  # set by the hub: seconds left to answer
 
 
 class ScreenAnswer(Message, tag="screen_answer"):
-    """Visitor -> hub -> agents: accepted, declined, failed (reason), started, stopped, muted."""
+    """Visitor -> hub -> agents (and the visitor's other tabs): what became of a request or a share."""
 
     state: Literal["accepted", "declined", "failed", "started", "stopped", "muted", "unmuted"]
-    reason: str = ""  # denied | unsupported | no_path | ...
+    media: Literal["", "screen", "call"] = ""  # started/stopped/failed/muted: which ("" : the pending request)
+    reason: str = ""  # failed: denied | unsupported | no_path | error; stopped/declined: set by the hub
     session: str = ""  # set by the hub when relaying
 
 
 class ScreenStop(Message, tag="screen_stop"):
-    """Agent -> hub -> visitor: stop the screen share (or the call)."""
+    """Agent -> hub -> visitor and agents: stop the screen share or the call, or withdraw a request."""
 
     session: str = ""
-    by: str = ""  # set by the hub
+    media: Literal["", "screen", "call"] = ""  # "": both (and any pending request)
+    by: str = ""  # set by the hub: the agent's name ("" : the hub itself)
+    reason: str = ""  # set by the hub: agent | withdrawn | timeout | left | session_ended
 
 
 class Signal(Message, tag="signal"):
-    """WebRTC offer/answer/candidate between the visitor and one agent."""
+    """WebRTC offer/answer/candidate between the visitor and one agent connection."""
 
     kind: Literal["offer", "answer", "candidate", "bye"]
     sdp: str = ""
-    candidate: msgspec.Raw | None = None
+    candidate: IceCandidate | None = None
     session: str = ""
     agent: int = 0  # visitor -> hub: to which agent; hub -> visitor: from which agent
 
 
 class IceConfig(Message, tag="ice_config"):
-    """Hub -> both: the ICE servers to use."""
+    """Hub -> both: the ICE servers to use (``policy`` relay: TURN only)."""
 
     servers: list[IceServer]
+    policy: Literal["all", "relay"] = "all"
+    session: str = ""
 
 
 VisitorMessage = Union[VisitorHello, Share, Events, Navigated, StopSharing, TabClosing, Ping,

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import chat.models  # noqa: F401  (the chat tables live on the same Base)
 from cobrowse.storage.models import Base, UTCDateTime
 
 config = context.config

@@ -1,0 +1,356 @@
+"""The hub's chat feature over real websockets, with the real chat service on SQLite.
+
+Visitors connect on /ws; agents Anna (agent), Bob (agent) and Sam (supervisor)
+on their own paths. Every conversation is stored before anyone is told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from chat.service import ChatService
+from cobrowse.config import Config, ServerOptions
+from cobrowse.storage.db import Database
+from cobrowse.sync.broker import InMemoryBroker
+from cobrowse.sync.chat import ChatHubSettings, HubChat
+from cobrowse.sync.hub import AgentIdentity, Hub
+
+from test_sync_hub import WAIT, Peer, meta, full
+
+SECRET = b"c" * 32
+
+
+async def _users(db: Database) -> dict[str, AgentIdentity]:
+    from cobrowse.storage import accounts
+
+    import argon2
+
+    previous = accounts.set_password_hasher(argon2.PasswordHasher.from_parameters(argon2.profiles.CHEAPEST))
+    try:
+        made = {}
+        for username, name, role in (("anna", "Anna", "agent"), ("bob", "Bob", "agent"),
+                                     ("sam", "Sam", "supervisor")):
+            user = await accounts.create_user(db, username, "correct horse battery", role, display_name=name)
+            made[username] = AgentIdentity(user.id, name, role)
+        return made
+    finally:
+        accounts.set_password_hasher(previous)
+
+
+class ChatEnv:
+    def __init__(self, client, hub: Hub, service: ChatService, agents: dict[str, AgentIdentity],
+                 ended: list[str], offline: list) -> None:
+        self.client = client
+        self.hub = hub
+        self.service = service
+        self.agents = agents
+        self.ended = ended
+        self.offline = offline
+
+    async def visitor(self, visitor: str = "V1", tab: str = "T1") -> Peer:
+        peer = Peer(await self.client.ws_connect("/ws"))
+        await peer.send({"t": "hello", "v": 1, "visitor": visitor, "tab": tab, "url": "https://shop.test/p/1",
+                         "title": "Lamp"})
+        await peer.until("welcome")
+        return peer
+
+    async def agent(self, who: str = "anna", watch: bool = True) -> Peer:
+        peer = Peer(await self.client.ws_connect(f"/agent/{who}"))
+        await peer.send({"t": "agent_hello", "v": 1})
+        await peer.until("welcome")
+        if watch:
+            await peer.send({"t": "chat_watch", "available": True})
+            await peer.until("chat_offers")
+        return peer
+
+    async def started(self, visitor: Peer, **fields) -> dict:
+        await visitor.send({"t": "chat_start", "key": "start-key-1", "name": "Vera", **fields})
+        return await visitor.until("chat_started")
+
+    async def accepted(self, agent: Peer, conversation: str) -> None:
+        await agent.send({"t": "chat_accept", "conversation": conversation})
+        await agent.until("chat_state", conversation=conversation, status="active")
+
+
+@pytest.fixture
+async def chat_env(aiohttp_client, tmp_path):
+    config = Config(server=ServerOptions(data_dir=str(tmp_path)))
+    db = Database.from_config(config)
+    await db.start()
+    agents = await _users(db)
+    service = ChatService(db, secret=SECRET)
+    hub = Hub(InMemoryBroker(), SECRET)
+    ended: list[str] = []
+    offline: list = []
+
+    async def on_ended(conversation_id: str) -> None:
+        ended.append(conversation_id)
+
+    async def on_offline(message) -> None:
+        offline.append(message)
+
+    hub.chat = HubChat(hub, service, ChatHubSettings(welcome_text="Hello! How can we help?", survey=True,
+                                                      on_ended=on_ended, on_offline=on_offline))
+    app = web.Application()
+    app.router.add_get("/ws", hub.visitor_socket)
+    for username, identity in agents.items():
+        async def handler(request, identity=identity):
+            return await hub.agent_socket(request, identity)
+
+        app.router.add_get(f"/agent/{username}", handler)
+
+    async def stop(app):
+        await hub.stop()
+
+    app.on_shutdown.append(stop)
+    client = await aiohttp_client(app)
+    yield ChatEnv(client, hub, service, agents, ended, offline)
+    await client.close()
+    await db.stop()
+
+
+async def test_a_chat_from_start_to_end(chat_env):
+    env = chat_env
+    anna = await env.agent("anna")
+    visitor = await env.visitor()
+    started = await env.started(visitor, email="vera@example.com")
+    conversation = started["conversation"]
+    assert (await visitor.until("chat_state"))["status"] == "waiting"
+
+    offers = await anna.until("chat_offers")
+    assert [(o["conversation"], o["name"]) for o in offers["offers"]] == [(conversation, "Vera")]
+
+    await visitor.send({"t": "chat_send", "id": "visitor-msg-1", "text": "Is the lamp in stock?"})
+    ack = await visitor.until("chat_ack", id="visitor-msg-1")
+    assert ack["seq"] == 1
+
+    await env.accepted(anna, conversation)
+    history = await anna.until("chat_history")
+    assert [m["text"] for m in history["messages"]][:1] == ["Is the lamp in stock?"]
+    state = await visitor.until("chat_state", status="active")
+    assert [a["name"] for a in state["agents"]] == ["Anna"]
+    welcome = await visitor.until("chat_msg")
+    assert (welcome["m"]["sender"], welcome["m"]["text"]) == ("system", "Hello! How can we help?")
+
+    await anna.send({"t": "chat_send", "conversation": conversation, "id": "agent-msg-1", "text": "It is!"})
+    assert (await anna.until("chat_ack", id="agent-msg-1"))["conversation"] == conversation
+    got = await visitor.until("chat_msg")
+    while got["m"]["id"] != "agent-msg-1":
+        got = await visitor.until("chat_msg")
+    assert (got["m"]["sender"], got["m"]["name"], got["m"]["text"]) == ("agent", "Anna", "It is!")
+
+    # Typing and read receipts cross over, stamped by the hub.
+    await visitor.send({"t": "chat_typing", "on": True, "text": "secret draft"})
+    typing = await anna.until("chat_typing")
+    assert typing == {"t": "chat_typing", "on": True, "conversation": conversation, "who": "visitor"}
+    await visitor.send({"t": "chat_seen", "delivered": got["m"]["seq"], "read": got["m"]["seq"]})
+    seen = await anna.until("chat_seen")
+    assert (seen["by"], seen["read"]) == ("visitor", got["m"]["seq"])
+
+    await visitor.send({"t": "chat_end"})
+    ended = await visitor.until("chat_state", status="ended")
+    assert ended["survey"] is True
+    await anna.until("chat_state", status="ended")
+    await visitor.send({"t": "chat_survey", "rating": 5, "comment": "quick"})
+    after_survey = await visitor.until("chat_state", status="ended")
+    assert "survey" not in after_survey
+    stored = await env.service.get(conversation)
+    assert (stored.survey_rating, stored.survey_comment) == (5, "quick")
+    for _ in range(50):
+        if env.ended:
+            break
+        await asyncio.sleep(0.02)
+    assert env.ended == [conversation], "transcripts go out when it ends"
+
+    await visitor.send({"t": "chat_send", "id": "visitor-msg-2", "text": "one more"})
+    error = await visitor.until("error")
+    assert (error["code"], error["re"]) == ("ended", "chat_send")
+
+
+async def test_a_retried_message_is_stored_and_shown_once(chat_env):
+    env = chat_env
+    anna = await env.agent("anna")
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await env.accepted(anna, conversation)
+    for _ in range(3):
+        await visitor.send({"t": "chat_send", "id": "same-id-123", "text": "hello"})
+    acks = [await visitor.until("chat_ack", id="same-id-123") for _ in range(3)]
+    assert len({a["seq"] for a in acks}) == 1
+    await anna.sync()
+    history, more = await env.service.history(conversation, 0, notes=True)
+    assert [m.text for m in history].count("hello") == 1
+
+
+async def test_only_one_agent_gets_a_chat(chat_env):
+    env = chat_env
+    anna, bob = await env.agent("anna"), await env.agent("bob")
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await anna.until("chat_offers")
+    await bob.until("chat_offers")
+    await asyncio.gather(anna.send({"t": "chat_accept", "conversation": conversation}),
+                         bob.send({"t": "chat_accept", "conversation": conversation}))
+    results = []
+    taken = []
+    for agent in (anna, bob):
+        while True:
+            frame = await agent.recv()
+            if frame["t"] == "chat_taken":
+                taken.append(frame["conversation"])
+            if frame["t"] == "error" and frame["re"] == "chat_accept":
+                results.append("taken")
+                assert frame["code"] == "taken"
+                break
+            if frame["t"] == "chat_state" and frame.get("status") == "active":
+                results.append("won")
+                break
+    assert sorted(results) == ["taken", "won"]
+    loser = bob if results[1] == "taken" else anna
+    if len(taken) < 2:
+        taken.append((await loser.until("chat_taken"))["conversation"])
+    assert conversation in taken
+    offers = await loser.until("chat_offers")
+    assert offers["offers"] == [], "a taken chat is offered no more"
+
+
+async def test_private_notes_never_reach_the_visitor(chat_env):
+    env = chat_env
+    anna = await env.agent("anna")
+    sam = await env.agent("sam")
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await env.accepted(anna, conversation)
+    await sam.send({"t": "chat_open", "conversation": conversation})
+    await sam.until("chat_history")
+    await anna.send({"t": "chat_send", "conversation": conversation, "id": "note-000001",
+                     "text": "NOTE-CANARY: refund approved", "private": True})
+    await anna.until("chat_ack", id="note-000001")
+    note = await sam.until("chat_msg")
+    while note["m"]["id"] != "note-000001":
+        note = await sam.until("chat_msg")
+    assert note["m"]["kind"] == "note"
+    await anna.send({"t": "chat_send", "conversation": conversation, "id": "after-note-1", "text": "done"})
+    seen = []
+    while True:
+        frame = await visitor.recv()
+        seen.append(frame)
+        if frame["t"] == "chat_msg" and frame["m"]["id"] == "after-note-1":
+            break
+    assert "NOTE-CANARY" not in repr(seen)
+    # Nor in the history a visitor tab fetches.
+    await visitor.send({"t": "chat_sync", "after": 0})
+    assert "NOTE-CANARY" not in repr(await visitor.until("chat_history"))
+
+
+async def test_another_tab_continues_with_the_token_and_a_stranger_cannot(chat_env):
+    env = chat_env
+    anna = await env.agent("anna")
+    visitor = await env.visitor()
+    started = await env.started(visitor)
+    conversation, token = started["conversation"], started["token"]
+    await env.accepted(anna, conversation)
+    await visitor.send({"t": "chat_send", "id": "first-message", "text": "from tab one"})
+    await visitor.until("chat_ack")
+
+    second = await env.visitor(tab="T2")
+    await second.send({"t": "chat_resume", "token": token, "after": 0})
+    assert (await second.until("chat_state"))["status"] == "active"
+    history = await second.until("chat_history")
+    assert "from tab one" in [m["text"] for m in history["messages"]]
+
+    stranger = await env.visitor(visitor="V-other")
+    await stranger.send({"t": "chat_resume", "token": token, "after": 0})
+    assert (await stranger.until("error"))["code"] == "bad_token"
+    await stranger.send({"t": "chat_send", "id": "sneaky-message", "text": "hi"})
+    assert (await stranger.until("error"))["code"] == "no_conversation"
+
+
+async def test_agents_open_only_what_they_may(chat_env):
+    env = chat_env
+    anna = await env.agent("anna")
+    bob = await env.agent("bob", watch=False)
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await env.accepted(anna, conversation)
+    await bob.send({"t": "chat_open", "conversation": conversation})
+    assert (await bob.until("error"))["code"] == "forbidden"
+    await bob.send({"t": "chat_send", "conversation": conversation, "id": "bob-message", "text": "hi"})
+    assert (await bob.until("error"))["code"] == "not_found"
+    sam = await env.agent("sam", watch=False)
+    await sam.send({"t": "chat_open", "conversation": conversation})
+    assert (await sam.until("chat_state"))["visitor"] == "Vera"
+
+
+async def test_sharing_from_the_chat_links_the_session(chat_env):
+    env = chat_env
+    anna = await env.agent("anna")
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await env.accepted(anna, conversation)
+    await visitor.send({"t": "share", "name": "Vera"})
+    shared = await visitor.until("shared")
+    state = await anna.until("chat_state", conversation=conversation, session=shared["session"])
+    assert state["status"] == "active"
+    assert await env.service.sessions_of(conversation) == [shared["session"]]
+
+    # goto: needs the shared page and control; without control it is refused in words.
+    await visitor.send({"t": "rr", "seq": 0, "ev": [meta(), full()]})
+    await anna.send({"t": "join", "session": shared["session"]})
+    await anna.until("joined")
+    await anna.send({"t": "chat_send", "conversation": conversation, "id": "goto-000001",
+                     "text": "goto: https://shop.test/cart"})
+    error = await anna.until("error", re="chat_send")
+    assert error["code"] == "command_failed" and "control" in error["message"]
+
+    await visitor.send({"t": "stop"})
+    state = await anna.until("chat_state", conversation=conversation)
+    while state.get("session"):
+        state = await anna.until("chat_state", conversation=conversation)
+
+
+async def test_offline_message_is_stored_once_and_handed_to_mail(chat_env):
+    env = chat_env
+    visitor = await env.visitor()
+    frame = {"t": "leave_message", "key": "offline-key-1", "name": "Vera", "email": "vera@example.com",
+             "text": "Call me back"}
+    await visitor.send(frame)
+    await visitor.until("offline_stored", key="offline-key-1")
+    await visitor.send(frame)
+    await visitor.until("offline_stored", key="offline-key-1")
+    for _ in range(50):
+        if env.offline:
+            break
+        await asyncio.sleep(0.02)
+    assert [m.text for m in env.offline] == ["Call me back"]
+    assert len(await env.service.offline("open")) == 1
+
+
+async def test_bad_chat_frames_get_error_frames(chat_env):
+    env = chat_env
+    visitor = await env.visitor()
+    await visitor.send({"t": "chat_send", "id": "x", "text": 5})
+    error = await visitor.until("error")
+    assert (error["code"], error["re"]) == ("bad_frame", "chat_send")
+    await visitor.send({"t": "chat_start", "key": "k" * 20, "email": "not an email"})
+    error = await visitor.until("error")
+    assert error["re"] == "chat_start"
+    await visitor.send({"t": "ping", "n": 1})
+    assert await visitor.until("pong") == {"t": "pong", "n": 1}, "the connection goes on"
+
+
+async def test_chat_frames_without_chat_get_an_error(aiohttp_client):
+    hub = Hub(InMemoryBroker(), SECRET)
+    app = web.Application()
+    app.router.add_get("/ws", hub.visitor_socket)
+    client = await aiohttp_client(app)
+    peer = Peer(await client.ws_connect("/ws"))
+    await peer.send({"t": "hello", "v": 1, "visitor": "V", "tab": "T", "url": "https://shop.test/"})
+    await peer.until("welcome")
+    await peer.send({"t": "chat_start", "key": "abcdefgh"})
+    error = await asyncio.wait_for(peer.until("error"), WAIT)
+    assert error["code"] == "chat_disabled"
+    await hub.stop()
