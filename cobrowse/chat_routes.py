@@ -13,6 +13,7 @@ nothing of ours travels to the site upstream.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import quote, unquote
 
@@ -116,10 +117,11 @@ async def receive_upload(request: web.Request, runtime: ChatRuntime, conversatio
         status = 413 if exc.code == "too_large" else 415 if exc.code == "bad_type" else 400
         return _error(status, exc.code, exc.message)
     try:
-        message, created = await runtime.service.record_file(
+        # Shielded: the client going away must not cut the transaction in half.
+        message, created = await asyncio.shield(runtime.service.record_file(
             conversation_id, uploader=uploader, user_id=user_id, name=saved.name, size=saved.size,
             content_type=saved.content_type, storage_key=saved.storage_key, sha256=saved.sha256,
-            client_id=client_id, agent_name=name_of_sender)
+            client_id=client_id, agent_name=name_of_sender))
     except Exception as exc:
         await runtime.files.delete(saved.storage_key)
         code = getattr(exc, "code", None)

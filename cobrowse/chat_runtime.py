@@ -7,6 +7,7 @@ of offline messages) goes out in the background from here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ from .sync.chat import ChatHubSettings, HubChat
 from .sync.hub import Hub
 
 log = logging.getLogger("cobrowse.chat")
+
+# Pauses before each new attempt when the SMTP server fails for a while (4xx, timeouts).
+MAIL_RETRIES = (30.0, 120.0, 600.0, 0.0)
 
 
 @dataclass(slots=True)
@@ -60,11 +64,21 @@ class ChatRuntime:
             # Claimed before sending: a second node or a retry never mails this address again.
             if not await self.service.mark_mailed(conversation_id, address, audience):
                 continue
-            try:
-                await send_mail(self.mail, to=address, subject=mail.subject, text=mail.text, html=mail.html,
-                                attachments=mail.attachments)
-            except MailError as exc:
-                log.error("could not mail the transcript of %s to %s: %s", conversation_id, address, exc)
+            for attempt, pause in enumerate(MAIL_RETRIES):
+                try:
+                    await send_mail(self.mail, to=address, subject=mail.subject, text=mail.text, html=mail.html,
+                                    attachments=mail.attachments)
+                    break
+                except MailError as exc:
+                    last = attempt == len(MAIL_RETRIES) - 1 or not exc.transient
+                    log.log(logging.ERROR if last else logging.WARNING,
+                            "could not mail the transcript of %s to %s%s: %s", conversation_id, address,
+                            "" if last else f" (trying again in {pause:.0f} s)", exc)
+                    if last:
+                        # Unclaimed, so a later run (or another node) may still send it.
+                        await self.service.unmark_mailed(conversation_id, address)
+                        break
+                    await asyncio.sleep(pause)
 
     async def mail_offline(self, message) -> None:
         """A visitor left a message while nobody was available: tell the site (or department)."""
@@ -117,6 +131,7 @@ def build_chat(config: Config, db: Database, hub: Hub, secret: bytes) -> ChatRun
         welcome_text=rich_text(welcome) if welcome else "",
         welcome_rich=rich_tree(welcome) if welcome else None,
         survey=options.survey,
+        idle_timeout=options.idle_timeout,
         on_ended=runtime.mail_transcripts,
         on_offline=runtime.mail_offline,
     )

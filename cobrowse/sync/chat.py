@@ -49,6 +49,7 @@ class ChatHubSettings:
     welcome_text: str = ""  # plain-text form of the welcome message ("" = none)
     welcome_rich: Any = None  # its sanitized node tree (chat.text.rich_tree), or None
     survey: bool = False  # ask the visitor for a rating when the chat ends
+    idle_timeout: float = 1800.0  # a chat with no message for this long ends; 0 = never
     # Called (in the background) when a conversation ends and when a visitor leaves
     # an offline message: transcripts and notices go out by mail.
     on_ended: Callable[[str], Awaitable[None]] | None = None
@@ -93,6 +94,7 @@ class HubChat:
         self._offers_task: asyncio.Task | None = None
         self._offers_sent = -OFFERS_INTERVAL
         self._offers_dirty = False
+        self._idle_task: asyncio.Task | None = None
 
     # ----- availability (the widget's "chat or leave a message") ------------------
 
@@ -427,24 +429,24 @@ class HubChat:
         self._publish(agents_topic(conversation_id), await self._state(conversation_id, for_agents=True))
 
     async def _end(self, conversation_id: str, by: str) -> None:
+        conversation = await self.service.get(conversation_id)
+        if conversation is not None and conversation.status != "ended":
+            # Said before the end: an ended conversation takes no more messages, and the
+            # line belongs in both sides' view and transcript.
+            line = {"visitor": "The visitor ended the chat.", "agent": "The agent ended the chat.",
+                    "idle": "The chat ended after a long silence."}.get(by, "The chat ended.")
+            try:
+                await self._system(conversation_id, line, kind="event")
+            except Exception as exc:  # ended meanwhile (by the other side): its own line is there
+                if getattr(exc, "code", None) != "ended":
+                    raise
         ended = await self.service.end(conversation_id, by)
-        if ended is None:
-            await self._broadcast_state(conversation_id)  # it had ended: tell this side again
-            return
-        who = "The visitor" if by == "visitor" else "The agent"
-        await self._system_after_end(conversation_id, f"{who} ended the chat.")
         await self._broadcast_state(conversation_id)
+        if ended is None:
+            return  # it had ended already: this side now knows
         self.offers_changed()
         if self.settings.on_ended is not None:
             self.hub._persist(self.settings.on_ended(conversation_id))
-
-    async def _system_after_end(self, conversation_id: str, text: str) -> None:
-        # An ended conversation takes no more messages; the end itself is in its
-        # state (and the transcript), so this line is best effort.
-        try:
-            await self._system(conversation_id, text, kind="event")
-        except Exception:
-            pass
 
     def _publish(self, topic: str, message: p.Message) -> None:
         self.hub.broker.publish(topic, p.encode(message))
@@ -487,16 +489,37 @@ class HubChat:
         if not watchers:
             return
         waiting = await self.service.waiting()
+        previews = await self.service.previews([c.id for c in waiting]) if waiting else {}
         for watcher in watchers:
             if watcher.connection.closed:
                 continue
             mine = [c for c in waiting if watcher.available and _may_take(watcher, c.department)]
             watcher.connection.send(p.ChatOffers(offers=[
                 p.ChatOffer(conversation=c.id, name=c.visitor_name, department=c.department, url=c.url or "",
-                            since=_timestamp(c.created_at), preview=getattr(c, "preview", "") or "")
+                            since=_timestamp(c.created_at), preview=previews.get(c.id, ""))
                 for c in mine]))
 
+    # ----- idle chats ----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.settings.idle_timeout > 0:
+            self._idle_task = asyncio.ensure_future(self._end_idle_chats())
+
+    async def _end_idle_chats(self) -> None:
+        """Chats nobody wrote in for ``idle_timeout`` end (and their transcripts go out)."""
+        period = min(60.0, max(1.0, self.settings.idle_timeout / 10))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                for conversation in await self.service.idle_conversations(self.settings.idle_timeout):
+                    await self._end(conversation.id, "idle")
+            except Exception:  # the database is away: try again next time
+                log.exception("could not end idle chats")
+
     async def stop(self) -> None:
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            self._idle_task = None
         if self._offers_timer is not None:
             self._offers_timer.cancel()
             self._offers_timer = None

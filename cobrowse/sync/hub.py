@@ -190,6 +190,8 @@ class Hub:
 
     def start(self) -> None:
         self._ticker = asyncio.get_running_loop().call_later(1.0, self._tick)
+        if self.chat is not None:
+            self.chat.start()
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -411,7 +413,7 @@ class Hub:
         if session is not None and session.ended is not None:
             connection.unsubscribe()
             state.session = None
-        await self.chat.visitor_frame(connection, state, frame, site)
+        await _uncancelled(self.chat.visitor_frame(connection, state, frame, site))
 
     async def _visitor_gone(self, connection: Connection, state: "_VisitorState") -> None:
         self._connections.discard(connection)
@@ -482,7 +484,7 @@ class Hub:
                                                 re=type(frame).__struct_config__.tag))
                     else:
                         chat.agent = agent
-                        await self.chat.agent_frame(chat, frame, joined)
+                        await _uncancelled(self.chat.agent_frame(chat, frame, joined))
                     continue
                 self._agent_frame(connection, key, agent, joined, frame, peer)
         finally:
@@ -740,6 +742,22 @@ _AGENT_SESSION_FRAMES = frozenset({p.MarkerAdd, p.MarkerRemove, p.Laser, p.Contr
                                    p.AgentInput, p.Command})
 _VISITOR_SESSION_FRAMES = frozenset({p.ControlAnswer, p.VisitorUnmark, p.CommandResult, p.InputRefused})
 _LASER_PREFIXES = (b'{"t":"laser"', b'{"t": "laser"')
+
+
+async def _uncancelled(coroutine) -> None:
+    """Run a chat step to its end even if the socket's handler is cancelled meanwhile.
+
+    A client that drops its connection gets its handler cancelled (aiohttp's
+    handler cancellation). A message received must still be stored, and a
+    database transaction cut off halfway would leave its connection (and,
+    on SQLite, the single write lock) in an unknown state for everyone after.
+    """
+    task = asyncio.ensure_future(coroutine)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])  # finish storing; then this handler ends as asked
+        raise
 
 
 def _send_uncompressed(ws: web.WebSocketResponse) -> None:
