@@ -309,7 +309,8 @@ def _describe_chat(config: Config) -> list[str]:
                                     ("survey", c.survey), ("transcripts to visitors", c.email_visitor)) if on]
     departments = ", ".join(d.id for d in config.departments) or "(none)"
     # Never the password: this summary is printed by check-config.
-    mail = f"{m.host}:{m.port} ({m.security}), from {m.sender}" if m.enabled else "off (no [mail] host)"
+    port = m.port or {"none": 25, "starttls": 587, "tls": 465}.get(m.security, 25)  # 0: the usual one
+    mail = f"{m.host}:{port} ({m.security}), from {m.sender}" if m.enabled else "off (no [mail] host)"
     return [
         "chat:         on" + (f", {', '.join(extras)}" if extras else "") + f"; {files}",
         f"departments:  {departments}",
@@ -477,6 +478,24 @@ def _connect_address(listen: str) -> str:
     return f"{host}:{port}"
 
 
+def _demo_chat(config):
+    """The demo shows the whole chat: a pre-chat form with departments and a question
+    of the shop's own, a formatted welcome, and the survey at the end."""
+    import dataclasses
+
+    from .config import ChatField, Department
+
+    chat = dataclasses.replace(
+        config.chat, prechat=True, survey=True,
+        welcome_message="<p>Hi, thanks for waiting! <b>How can I help?</b></p>",
+        fields=(ChatField(name="order", label="Order number (if you have one)"),
+                ChatField(name="topic", label="What is it about?", type="select",
+                          options=("An order", "A product", "Something else"))),
+    )
+    departments = (Department(id="sales", name="Sales"), Department(id="support", name="Support"))
+    return dataclasses.replace(config, chat=chat, departments=departments)
+
+
 @subcommand(
     "demo",
     help="run the bundled demo shop behind the proxy",
@@ -503,6 +522,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "server.log_level": args.log_level,
     }
     config = config_from_args(argparse.Namespace(config=None), overrides, allow_no_sites=False, env=env)
+    config = _demo_chat(config)
     if parse_listen(config.server.listen)[1] == parse_listen(args.shop_listen)[1] != 0:
         raise CliError(
             f"the proxy ({config.server.listen}) and the demo shop ({args.shop_listen}) need different ports"

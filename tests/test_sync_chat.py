@@ -127,6 +127,8 @@ async def test_a_chat_from_start_to_end(chat_env):
     ack = await visitor.until("chat_ack", id="visitor-msg-1")
     assert ack["seq"] == 1
 
+    offers = await anna.until("chat_offers")
+    assert offers["offers"][0]["preview"] == "Is the lamp in stock?", "the offer shows the first words"
     await env.accepted(anna, conversation)
     history = await anna.until("chat_history")
     assert [m["text"] for m in history["messages"]][:1] == ["Is the lamp in stock?"]

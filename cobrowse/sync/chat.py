@@ -95,6 +95,8 @@ class HubChat:
         self._offers_sent = -OFFERS_INTERVAL
         self._offers_dirty = False
         self._idle_task: asyncio.Task | None = None
+        # Conversations whose first visitor message has been offered (bounded: see offers).
+        self._previewed: set[str] = set()
 
     # ----- availability (the widget's "chat or leave a message") ------------------
 
@@ -165,8 +167,12 @@ class HubChat:
             if conversation_id is None:
                 raise ChatError("no_conversation", "start a chat first")
             if kind is p.ChatSend:
-                await self._send(connection, conversation_id, frame, sender="visitor", kind="text",
-                                 name=state.name or "")
+                created = await self._send(connection, conversation_id, frame, sender="visitor", kind="text",
+                                           name=state.name or "")
+                if created and conversation_id not in self._previewed:
+                    # The first words of a waiting chat show in the agents' offers.
+                    self._previewed.add(conversation_id)
+                    self.offers_changed()
             elif kind is p.ChatSync:
                 await self._history(connection, conversation_id, frame.after, notes=False)
             elif kind is p.ChatTyping:
@@ -358,7 +364,7 @@ class HubChat:
     # ----- shared steps ------------------------------------------------------------
 
     async def _send(self, connection: Connection, conversation_id: str, frame: p.ChatSend, *, sender: str,
-                    kind: str, name: str = "", agent_id: int | None = None) -> None:
+                    kind: str, name: str = "", agent_id: int | None = None) -> bool:
         message, created = await self.service.post(conversation_id, client_id=frame.id, sender=sender,
                                                    text=frame.text, kind=kind, agent_id=agent_id, name=name)
         # Committed: now, and only now, the sender may show it as sent.
@@ -366,6 +372,7 @@ class HubChat:
                                   conversation=conversation_id))
         if created:
             self._publish_message(conversation_id, message)
+        return created
 
     def file_posted(self, conversation_id: str, message) -> None:
         """A file message stored by an upload (an HTTP request, not a frame): tell everyone."""
@@ -490,6 +497,7 @@ class HubChat:
             return
         waiting = await self.service.waiting()
         previews = await self.service.previews([c.id for c in waiting]) if waiting else {}
+        self._previewed &= {c.id for c in waiting}  # only waiting chats need it
         for watcher in watchers:
             if watcher.connection.closed:
                 continue
