@@ -50,6 +50,11 @@ const BUNDLES = [
   // The rrweb recorder: loaded by the widget only after the visitor agrees to
   // share (and by the loader on page loads during a sharing session).
   { name: 'recorder', entry: 'recorder-entry.js', plugins: [RRWEB_CSP_PATCH] },
+  // Screen sharing and calls: loaded by the widget only when an agent asks.
+  { name: 'screenshare', entry: 'screenshare-entry.js' },
+  // The chat's forms and conversation: loaded by the widget when the visitor
+  // starts a chat (and by the loader on page loads during a conversation).
+  { name: 'chat', entry: 'chat-entry.js' },
   // Lazily loaded on the first click of "Get help".
   { name: 'widget', entry: 'widget/index.js' },
   // Injected into every page: must stay tiny.
@@ -64,8 +69,12 @@ const CONSOLE = {
 };
 
 // Bundles that load together when the visitor asks for help, with a budget for
-// their gzip sizes summed (rrweb's recorder alone is about 24 KB of it).
-const GROUPS = [{ name: 'on-demand', files: ['widget.js', 'recorder.js'], budget: 50 * 1024 }];
+// their gzip sizes summed (rrweb's recorder alone is about 24 KB of it): the
+// widget with the recorder when they share, with the chat when they chat.
+const GROUPS = [
+  { name: 'on-demand', files: ['widget.js', 'recorder.js'], budget: 50 * 1024 },
+  { name: 'chat', files: ['widget.js', 'chat.js'], budget: 50 * 1024 },
+];
 
 const args = new Set(process.argv.slice(2));
 const dev = args.has('--dev');

@@ -140,6 +140,24 @@ def test_built_widget_has_no_forbidden_sinks(bundle: Path) -> None:
     assert not found, f"built widget.js uses {', '.join(found)}"
 
 
+def test_built_chat_has_no_forbidden_sinks(bundle: Path) -> None:
+    text = (bundle / "chat.js").read_text()
+    found = [name for name, rx in FORBIDDEN.items() if re.search(rx, text)]
+    assert not found, f"built chat.js uses {', '.join(found)}"
+
+
+def test_the_chat_is_its_own_bundle_within_budget(bundle: Path, manifest: dict) -> None:
+    """The chat's forms and conversation load when the visitor starts a chat (or a page
+    loads during one): the widget and the loader ask for the chat they were built with."""
+    chat_hash = manifest["files"]["chat.js"]["hash"]
+    assert chat_hash in (bundle / "widget.js").read_text() and chat_hash in (bundle / "loader.js").read_text()
+    assert "__cobrowseChat" in (bundle / "chat.js").read_text()
+    group = manifest["groups"]["chat"]
+    assert set(group["files"]) == {"widget.js", "chat.js"} and group["budget_gzip"] == ON_DEMAND_BUDGET_GZIP
+    own = sum(len(gzip.compress((bundle / name).read_bytes(), 9)) for name in group["files"])
+    assert own <= ON_DEMAND_BUDGET_GZIP, f"widget.js + chat.js are {own} B gzip, budget {ON_DEMAND_BUDGET_GZIP} B"
+
+
 def test_built_recorder_is_patched_for_strict_csps(bundle: Path) -> None:
     """rrweb's own code, minus the one style-attribute write build.mjs patches out.
 

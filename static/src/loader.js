@@ -22,11 +22,13 @@
 // 'unsafe-eval'; scripts it adds carry the nonce, which also satisfies
 // 'strict-dynamic'.
 //
-// Sharing across page loads: while a co-browse session the visitor agreed to is
-// running, localStorage "cobrowse:share" holds it (widget/store.js writes it).
-// On a page load with a recent one, the loader mounts at once and loads the
-// widget and the recorder without a click, and calls widget.resume(ctx), which
-// reconnects to the session. No other page load touches the widget.
+// Sharing and chatting across page loads: while a co-browse session the visitor
+// agreed to is running, localStorage "cobrowse:share" holds it, and while their
+// chat is open, "cobrowse:chat" (widget/store.js writes both). On a page load
+// with a recent one, the loader mounts at once, loads the widget (and, when
+// sharing, the recorder) without a click, and calls widget.resume(ctx), which
+// reconnects (the panel stays closed; the chat shows a count of new messages
+// on the button). No other page load touches the widget.
 
 import { h, icon, adopt, FONT, ACCENT, ACCENT_TEXT } from './lib/dom.js';
 
@@ -34,6 +36,7 @@ import { h, icon, adopt, FONT, ACCENT, ACCENT_TEXT } from './lib/dom.js';
 // cached for good while loader.js itself is revalidated.
 const WIDGET_VERSION = __COBROWSE_HASH_WIDGET__;
 const RECORDER_VERSION = __COBROWSE_HASH_RECORDER__;
+const CHAT_VERSION = __COBROWSE_HASH_CHAT__;
 
 const W = window;
 const D = document;
@@ -186,22 +189,29 @@ function start() {
   // "seen" window): resume it on this page at once.
   function resume() {
     mount();
-    load('recorder', RECORDER_VERSION).catch(() => {}); // in parallel; the widget asks for it again
+    // In parallel; the widget asks for them again.
+    if (sharing) load('recorder', RECORDER_VERSION).catch(() => {});
+    if (chatting) load('chat', CHAT_VERSION).catch(() => {});
     load('widget', WIDGET_VERSION)
       .then(() => W.__cobrowseWidget.resume(ctx))
       .catch((e) => W.console && console.warn(e));
   }
-  let sharing;
+  // (the same rules as widget/store.js storedSession and storedChat)
+  let sharing, chatting;
   try {
-    sharing = JSON.parse(localStorage.getItem('cobrowse:share'));
-    sharing = sharing && sharing.resume && Date.now() - sharing.seen < 6e5;
+    const stored = (key, field, window) => {
+      const v = JSON.parse(localStorage.getItem('cobrowse:' + key));
+      return v && v[field] && Date.now() - v.seen < window;
+    };
+    sharing = stored('share', 'resume', 6e5);
+    chatting = stored('chat', 'token', 864e5);
   } catch (e) {
     // no storage: nothing to resume
   }
 
   // Stay off the page's critical path: wait for <body>, then for an idle moment.
   const later = () =>
-    sharing ? resume() : W.requestIdleCallback ? requestIdleCallback(mount, { timeout: 1500 }) : setTimeout(mount, 50);
+    sharing || chatting ? resume() : W.requestIdleCallback ? requestIdleCallback(mount, { timeout: 1500 }) : setTimeout(mount, 50);
   if (D.body) later();
   else D.addEventListener('DOMContentLoaded', later);
 }

@@ -1,4 +1,5 @@
-// The console's HTTP API (cobrowse/console/app.py): login, logout, who am I.
+// The console's HTTP API (cobrowse/console/app.py): login, logout, who am I
+// (the chat's endpoints are in chat-api.js, through request()).
 // The session is an HttpOnly cookie, so none of this sees a token; every
 // request goes to our own origin (the server checks Origin on POSTs).
 
@@ -7,6 +8,11 @@ export class ApiError extends Error {
     super(message);
     this.status = status;
   }
+}
+
+// A JSON request to the console server; ApiError (with .status) when it fails.
+export async function request(method, path, body) {
+  return call(method, path, body);
 }
 
 async function call(method, path, body) {
@@ -32,7 +38,8 @@ async function call(method, path, body) {
     const fallback = response.status >= 500
       ? `The console server had a problem (${response.status}). Try again in a moment.`
       : `Request failed (${response.status}).`;
-    throw new ApiError((data && data.error) || fallback, response.status);
+    // {error: "what went wrong"}, or {error: code, message: "what went wrong"}
+    throw new ApiError((data && (data.message || data.error)) || fallback, response.status);
   }
   return data;
 }

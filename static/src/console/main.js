@@ -10,15 +10,28 @@
 //   markers.js       marker tools and the markers drawn over the replay
 //   control.js       shared control: request / release, the agent's input
 //   commands.js      goto: / open: for the visitor's tab
+//   chat.js          the agent's conversations (tabs, messages, composer) beside the shared view
+//   chat-log.js      one conversation's messages, merged by seq; chat-composer.js the composer
+//   chat-offers.js   incoming chats (Accept) and the Available / Away switch
+//   chat-files.js    file transfer; chat-transfer.js the Transfer dialog; chat-api.js the chat's HTTP API
+//   canned.js        canned replies ("/" in the composer, and their manager)
+//   offline.js       messages left while nobody was available
+//   emoji.js         the composer's emoji picker
+//   screenshare.js   screen sharing and voice calls on the agent's request (WebRTC)
 //
 // The page is console.html; this runs deferred, under the console's CSP.
 
 import * as api from './api.js';
-import { $, duration } from './dom.js';
+import { $, duration, icon, ICONS } from './dom.js';
 import { LoginScreen } from './login.js';
 import { QueuePanel, initials } from './queue.js';
 import { SessionController } from './session-view.js';
 import { AgentSocket, socketUrl } from './socket.js';
+import { ChatController } from './chat.js';
+import { ChatOffers } from './chat-offers.js';
+import { CannedReplies, CannedManager } from './canned.js';
+import { OfflineMessages } from './offline.js';
+import { ScreenShare } from './screenshare.js';
 
 const els = {
   boot: $('#boot'),
@@ -70,7 +83,10 @@ const queue = new QueuePanel({
   input: $('#code-input'),
   error: $('#code-error'),
   submit: $('#code-submit'),
-}, (target) => session.join(target));
+}, (target) => {
+  chat.manual(); // the stage shows what the agent picked, not the chat's visitor
+  session.join(target);
+});
 
 const session = new SessionController({
   send: (frame) => (socket ? socket.send(frame) : false),
@@ -132,6 +148,160 @@ const session = new SessionController({
 });
 $('#end-cancel').addEventListener('click', () => $('#end-dialog').close());
 
+// ----- chat ----------------------------------------------------------------------
+
+let me = null;
+let offers = null;
+let chat = null;
+const BASE_TITLE = document.title;
+
+// The page title counts what waits for the agent: chats on offer and unread messages.
+function badge() {
+  const n = (offers ? offers.count : 0) + (chat ? chat.unreadTotal() : 0);
+  document.title = n ? `(${n}) ${BASE_TITLE}` : BASE_TITLE;
+}
+
+const canned = new CannedReplies({ me: () => me, toast });
+const cannedManager = new CannedManager({
+  dialog: $('#canned-dialog'),
+  list: $('#canned-list'),
+  form: $('#canned-form'),
+  title: $('#canned-form-title'),
+  name: $('#canned-name'),
+  body: $('#canned-body'),
+  scope: $('#canned-scope'),
+  department: $('#canned-department'),
+  departmentRow: $('#canned-department-row'),
+  error: $('#canned-error'),
+  save: $('#canned-save'),
+  cancel: $('#canned-cancel'),
+  add: $('#canned-add'),
+  close: $('#canned-close'),
+  status: $('#canned-status'),
+}, canned, { toast });
+$('#canned-open').prepend(icon('M4 5h16v11H8l-4 4z', 'M8 9h8', 'M8 12h5'));
+$('#canned-open').addEventListener('click', () => cannedManager.open());
+
+const offline = new OfflineMessages({
+  open: $('#offline-open'),
+  count: $('#offline-count'),
+  dialog: $('#offline-dialog'),
+  list: $('#offline-list'),
+  detail: $('#offline-detail'),
+  close: $('#offline-close'),
+  status: $('#offline-status'),
+  tabs: { open: $('#offline-tab-open'), resolved: $('#offline-tab-resolved') },
+}, { announce });
+$('#offline-open').prepend(icon(...ICONS.inbox));
+
+offers = new ChatOffers({
+  section: $('#offers'),
+  tools: $('#chat-tools'),
+  list: $('#offers-list'),
+  empty: $('#offers-empty'),
+  count: $('#offers-count'),
+  toggle: $('#availability'),
+  toggleText: $('#availability-text'),
+}, {
+  send: (frame) => (socket ? socket.send(frame) : false),
+  me: () => me,
+  accepting: (conversation) => chat.accepting(conversation),
+  acceptFailed: (conversation) => chat.acceptFailed(conversation),
+  enabled: (on) => {
+    // The chat's HTTP endpoints exist only when the hub has chat.
+    if (on) {
+      offline.start();
+      chat.enable();
+    } else {
+      offline.stop();
+      chat.disable();
+    }
+  },
+  announce,
+  toast,
+  badge: () => badge(),
+});
+
+chat = new ChatController({
+  send: (frame) => (socket ? socket.send(frame) : false),
+  toast,
+  announce,
+  session,
+  offers,
+  canned,
+  badge: () => badge(),
+  els: {
+    workspace: els.workspace,
+    stage: $('#stage'),
+    stagePlaceholder: $('#chat-stage'),
+    stageTitle: $('#chat-stage-title'),
+    stageText: $('#chat-stage-text'),
+    stageFacts: $('#chat-stage-facts'),
+    column: $('#chat'),
+    tabs: $('#chat-tabs'),
+    panel: $('#chat-panel'),
+    avatar: $('#chat-avatar'),
+    name: $('#chat-name'),
+    sub: $('#chat-sub'),
+    status: $('#chat-status'),
+    sharing: $('#chat-sharing'),
+    media: $('#chat-media'),
+    mediaActions: $('#chat-media-actions'),
+    banner: $('#chat-banner'),
+    logs: $('#chat-logs'),
+    jump: $('#chat-jump'),
+    typing: $('#chat-typing'),
+    live: $('#chat-live'),
+    transcriptButton: $('#chat-transcript'),
+    transcriptMenu: $('#chat-transcript-menu'),
+    transferButton: $('#chat-transfer'),
+    end: $('#chat-end'),
+    close: $('#chat-close'),
+    endDialog: $('#chat-end-dialog'),
+    endConfirm: $('#chat-end-confirm'),
+    endCancel: $('#chat-end-cancel'),
+    composer: {
+      form: $('#chat-composer'),
+      input: $('#chat-input'),
+      send: $('#chat-send'),
+      note: $('#chat-note'),
+      emojiButton: $('#chat-emoji-button'),
+      emojiPop: $('#chat-emoji'),
+      cannedPop: $('#chat-canned'),
+      attach: $('#chat-attach'),
+      file: $('#chat-file'),
+      hint: $('#chat-hint'),
+      count: $('#chat-count'),
+    },
+    transfer: {
+      dialog: $('#transfer-dialog'),
+      form: $('#transfer-form'),
+      title: $('#transfer-title'),
+      toAgent: $('#transfer-to-agent'),
+      toDepartment: $('#transfer-to-department'),
+      agent: $('#transfer-agent'),
+      department: $('#transfer-department'),
+      departmentInput: $('#transfer-department-input'),
+      error: $('#transfer-error'),
+      submit: $('#transfer-submit'),
+      cancel: $('#transfer-cancel'),
+    },
+  },
+});
+$('#chat-emoji-button').append(icon('M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18z', 'M8 14s1.5 2 4 2 4-2 4-2', 'M9 9h.01', 'M15 9h.01'));
+$('#chat-attach').append(icon('M21 12l-8.5 8.5a5 5 0 0 1-7-7L14 5a3.5 3.5 0 0 1 5 5l-8.5 8.5a2 2 0 0 1-3-3L15 8'));
+
+// Screen sharing and calls, for the session shown (its video beside the chat, or beside the mirrored view).
+const screen = new ScreenShare({
+  send: (frame) => (socket ? socket.send(frame) : false),
+  toast,
+  announce,
+  session: () => (session.view && !session.view.ended ? session.view.id : null),
+  info: $('#info'),
+  stage: $('#stage'),
+  chat,
+});
+
 function connectionStatus({ state, retryAt }) {
   const { conn, connText } = els;
   conn.dataset.state = state;
@@ -148,9 +318,11 @@ function connectionStatus({ state, retryAt }) {
     connectionStatus.timer = setInterval(show, 500);
   }
   if (state != 'online') session.onOffline();
+  chat.onConnection(state);
 }
 
-function enter(me) {
+function enter(who) {
+  me = who;
   login.hide();
   els.boot.hidden = true;
   els.workspace.hidden = false;
@@ -161,12 +333,18 @@ function enter(me) {
   session.me = me.name;
   document.body.classList.add('is-in');
   if (socket) socket.stop();
+  chat.stop();
+  chat.start(me);
+  canned.clear();
   socket = new AgentSocket(socketUrl(), {
     onReady: () => {
       socket.send({ t: 'watch' });
+      offers.onReady();
+      chat.onReady();
       session.onReady();
     },
     onFrame: (frame) => {
+      if (offers.handle(frame) || chat.handle(frame) || screen.handle(frame)) return;
       if (frame.t == 'queue') {
         queue.update(frame.sessions || []);
         session.onQueue(frame.sessions || []);
@@ -177,7 +355,7 @@ function enter(me) {
     onAuthLost: () => leaveWorkspace('Your login has expired. Sign in again.'),
   }, async () => (await api.me()) != null);
   socket.start();
-  window.__cobrowseConsole = { session, queue, socket }; // for the end-to-end tests and debugging
+  window.__cobrowseConsole = { session, queue, socket, chat, offers, canned, screen }; // for the end-to-end tests and debugging
 }
 
 function leaveWorkspace(message) {
@@ -185,6 +363,11 @@ function leaveWorkspace(message) {
   socket = null;
   session.close();
   queue.clear();
+  chat.stop();
+  offers.clear();
+  offline.stop();
+  canned.clear();
+  me = null;
   els.workspace.hidden = true;
   document.body.classList.remove('is-in');
   login.show(message);

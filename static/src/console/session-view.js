@@ -73,12 +73,13 @@ export class SessionController {
 
   // ----- requests -------------------------------------------------------------
 
-  join(target) {
+  // focus: false keeps the keyboard focus where it is (the chat joins a conversation's session by itself).
+  join(target, { focus = true } = {}) {
     if (target.session && this.view && this.view.id == target.session && !this.view.ended) {
-      this.view.focusTitle();
+      if (focus) this.view.focusTitle();
       return;
     }
-    this.request = { ...target, at: Date.now() };
+    this.request = { ...target, at: Date.now(), focus };
     if (!this.ctx.send({ t: 'join', ...target })) {
       this.request = null;
       if (target.code) this.ctx.queue.codeResult('offline', 'Not connected to the server. Try again in a moment.');
@@ -278,7 +279,7 @@ export class SessionController {
     this.els.stageEmpty.hidden = true;
     this.els.session.hidden = false;
     this.els.info.hidden = false;
-    this.view.focusTitle();
+    if (!request || request.focus !== false) this.view.focusTitle();
     return true;
   }
 

@@ -3,6 +3,11 @@
 // button to stop. It only shows what share.js reports ('share:state') and asks
 // it to start or stop ('share:start', 'share:stop'); nothing is sent or
 // recorded before the "Share this page" click.
+//
+// In the chat (the panel's class k-c, see chat.js) the section is a strip above
+// the messages: "Share my page with the agent" opens the same consent form
+// there, and while sharing it shows the code (for phone support) and "Stop
+// sharing", so the visitor never leaves the chat.
 import { h, icon } from '../lib/dom.js';
 import { SCREEN, EYE, LOCK, STOP, INFO, viewingText } from './ui.js';
 
@@ -72,7 +77,16 @@ export function consent(w) {
   ]);
   const live = h('div', { className: 'lv', tabIndex: -1, hidden: true }, [codeBox, status, stopButton]);
 
-  w.section('share', [note, form, live]);
+  const toggle = h('button', {
+    type: 'button',
+    className: 'shx',
+    'aria-expanded': 'false',
+    onclick() {
+      toggle.setAttribute('aria-expanded', String(sec.classList.toggle('open')));
+      sec.scrollTop = 0;
+    },
+  }, [icon(SCREEN), h('span', { textContent: 'Share my page with the agent' })]);
+  const sec = w.section('share', [toggle, note, form, live]);
 
   function start() {
     if (state.phase != 'idle' && state.phase != 'ended' && state.phase != 'failed') return;
@@ -113,6 +127,11 @@ export function consent(w) {
     const active = !['idle', 'ended', 'failed'].includes(s.phase);
     form.hidden = active;
     live.hidden = !active;
+    toggle.hidden = active;
+    if (active) {
+      sec.classList.remove('open');
+      toggle.setAttribute('aria-expanded', 'false');
+    }
 
     const message = s.phase == 'ended' ? ENDED[s.reason] || ENDED.gone : s.phase == 'failed' ? FAILED[s.reason] || FAILED.unreachable : '';
     note.hidden = !message;

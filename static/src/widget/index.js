@@ -4,18 +4,24 @@
 // It registers window.__cobrowseWidget = {api, open(ctx), close(), toggle(ctx),
 // isOpen(), resume(ctx)}; see loader.js for ctx. resume(ctx) is called by the
 // loader, without a click, on a page load during a sharing session the visitor
-// agreed to: it builds the widget (panel closed) and resumes sharing.
+// agreed to or while their chat is open: it builds the widget (panel closed)
+// and resumes sharing and the chat.
 // The panel frame lives in panel.js, and each feature is its own module listed
 // in FEATURES below:
+//   socket.js   the one websocket to the hub, shared by every feature (API below)
+//   share.js    co-browsing: the sharing frames; drives recorder.js, which
+//               loads the rrweb recorder bundle after consent
 //   intro.js    what the widget is for
-//   share.js    the hub connection and protocol client; drives recorder.js,
-//               which loads the rrweb recorder bundle after consent
-//   consent.js  the consent form, the share code, the stop button (panel)
+//   chat.js     the chat with support (with chat-form.js, chat-files.js,
+//               emoji.js; lib/linkify.js and lib/rich.js, shared with the console)
+//   consent.js  the consent form, the share code, the stop button (panel; in
+//               the chat, a strip above the messages)
 //   banner.js   who is viewing (bar above the page), end-of-sharing notice
 //   markers.js  what an agent marks on the page (boxes, highlights, drawings, laser)
 //   control.js  shared control: the prompt, "Take back control", the agent's input
 //   commands.js an agent sends the tab to a page or opens a new one
-// (chat.js is meant to join them.)
+//   screenshare.js  screen sharing and voice calls on an agent's request
+//               (WebRTC, signalled through the hub)
 //
 // A feature is a function called once, when the panel is first built, with the
 // widget object w:
@@ -27,6 +33,25 @@
 //                           'share:state', see share.js); returns an unsubscribe
 //   w.emit(type, data)      for features to talk to each other
 //   w.open(), w.close()
+//
+// The hub connection (socket.js), for every feature (chat, sharing, screen sharing):
+//   w.emit('hub:hold', name) / w.hub.hold(name)    keep the socket open (and
+//                           reconnecting, with backoff) while any feature holds
+//                           it; only after the visitor acted, or on a page load
+//                           continuing what they started
+//   w.emit('hub:release', name) / w.hub.release(name)   the last release closes it
+//   w.emit('hub:send', frame) / w.hub.send(frame) -> bool   sends now if the
+//                           socket is open (false: not sent; send it again on
+//                           'socket:up')
+//   w.on('hub:<t>', fn)     every frame from the hub, by its type t ('hub:chat_msg',
+//                           'hub:screen_request', 'hub:error' {code, message, re}...)
+//   w.hub.gate(t, fn)       let frames of type t through only while fn(frame) is
+//                           true (share.js gates the session's marker/control frames)
+//   w.on('socket:hello', fn(hello))  add fields to the connection's hello
+//   w.on('socket:up', fn)   a new connection, hello sent: send what continues
+//                           your state on it (share: share; chat: chat_resume)
+//   w.on('socket:down', fn({tries}))  the connection dropped; reconnecting
+//   w.hub.up() -> bool      open and hello sent;  w.hub.drop(): reconnect now
 // Features must follow the loader's CSP rules: build nodes with lib/dom.js h()
 // and style them with lib/dom.js adopt(), never parse HTML or set style
 // attributes. A feature with heavy code (the rrweb recorder) should be a
@@ -36,15 +61,19 @@ import { h } from '../lib/dom.js';
 import { hub } from './events.js';
 import { createPanel } from './panel.js';
 import { intro } from './intro.js';
+import { socket } from './socket.js';
 import { share } from './share.js';
+import { chat } from './chat.js';
 import { consent } from './consent.js';
 import { banner } from './banner.js';
 import { markers } from './markers.js';
 import { control } from './control.js';
 import { commands } from './commands.js';
+import { screenshare } from './screenshare.js';
 
-// share first: the others listen to what it reports.
-const FEATURES = [share, intro, consent, banner, markers, control, commands];
+// socket first, then share: the others listen to what they report. The panel
+// shows the sections in this order (chat above the sharing consent).
+const FEATURES = [socket, share, intro, chat, consent, banner, markers, control, commands, screenshare];
 
 let w = null;
 let opened = false;
@@ -89,7 +118,8 @@ function open(ctx) {
     w.ctx.button.setAttribute('aria-expanded', 'true');
     w.emit('open');
   }
-  w.panel.focus();
+  // (a feature may have put focus on its own control, e.g. the chat's input)
+  if (!w.panel.contains(ctx.root.activeElement)) w.panel.focus();
 }
 
 // refocus: give focus back to the launcher (after Esc or the close button),

@@ -23,6 +23,18 @@
 // DOM hides its marker; it comes back when the element does (the same node,
 // or one found again by id, selector or quote).
 //
+// Scrolling must stay cheap (a page with 20 markers used to spend 10-20 ms per
+// scrolled frame restyling them; see bench/markers.py): every transform and
+// size is written only when it changed, and things are placed relative to
+// their parent. The markers sit on one composited plane (.mk-w) at the page's
+// origin, so a page scroll moves only the plane (one transform, which the
+// compositor applies); each marker's group sits at its element's corner, so an
+// element that moves as a whole (in a box that scrolls, in a sticky header)
+// moves only its group; the box, rects and note are rewritten only when the
+// element's size or the note's side changes. Once a marker's arrival
+// animations are over they are dropped, and so is the box's ring (a
+// pseudo-element): they made each restyle several times dearer.
+//
 // Everything is drawn in our shadow root (never recorded, so agents do not see
 // it twice) on a layer with pointer-events: none: only our own buttons take
 // clicks. Notes are plain text (textContent); nothing an agent sends is parsed
@@ -41,6 +53,7 @@ const MAX_MARKERS = 100; // per tab, as the hub keeps them
 const RETRY_MS = 400; // a missing element is looked for at most this often
 const SCROLL_WITHIN = 3000; // ms after a mark arrives during which it may still scroll the page to it
 const LASER_IDLE = 1500; // ms without a move before the dot fades
+const SETTLE_MS = 2700; // ms after a marker shows when its arrival animations (ring: .1 s + 2 x 1.2 s) are over
 const PEN = 'M4 20h4L19 9a2.8 2.8 0 0 0-4-4L4 16v4zM13.5 6.5l4 4';
 const MARK_ICON = 'M12 3v3M12 18v3M3 12h3M18 12h3M12 8a4 4 0 1 0 0 8 4 4 0 0 0 0-8z';
 // Text that is not the page's words (and is not in the agent's replay either).
@@ -51,10 +64,19 @@ const num = (v, d) => (typeof v == 'number' && isFinite(v) ? v : d);
 const str = (v, max) => (typeof v == 'string' ? v.slice(0, max) : '');
 
 const CSS = [
-  ['.mk-l', 'position:fixed;top:0;right:0;bottom:0;left:0;overflow:hidden;pointer-events:none;--mk:var(--cobrowse-marker,#6941c6);--mk-soft:rgba(105,65,198,.2)'],
+  [
+    '.mk-l',
+    'position:fixed;top:0;right:0;bottom:0;left:0;overflow:hidden;pointer-events:none;contain:strict;' +
+      '--mk:var(--cobrowse-marker,#6941c6);--mk-soft:rgba(105,65,198,.2)',
+  ],
+  // The plane the markers are drawn on, in page coordinates: scrolling moves it, not them.
+  ['.mk-w', 'position:absolute;top:0;left:0;width:0;height:0;will-change:transform'],
   ['.mk-g', 'position:absolute;top:0;left:0;width:0;height:0'],
   ['.mk-g.off', 'visibility:hidden'],
   ['.mk-g.off *', 'animation:none!important'],
+  // Arrived (its animations are over): nothing left to animate, no ring.
+  ['.mk-g.still *', 'animation:none'],
+  ['.mk-g.still .mk-b::after', 'content:none'],
   [
     '.mk-b',
     'position:absolute;top:0;left:0;box-sizing:border-box;border:2.5px solid var(--mk);border-radius:10px;' +
@@ -222,8 +244,9 @@ export function markers(w) {
   adopt(root, CSS);
   // (the drawings are decorative; the notes and their buttons are read)
   const layer = h('div', { className: 'mk-l' });
+  const plane = h('div', { className: 'mk-w' });
   const dot = h('div', { className: 'mk-p', 'aria-hidden': 'true' });
-  layer.append(dot);
+  layer.append(plane, dot);
   // Below the rest of our UI (banner, panel, notices): first in the shadow root.
   root.insertBefore(layer, root.firstChild);
 
@@ -392,19 +415,48 @@ export function markers(w) {
       resized.observe(k.tag); // placed by its size, which the fonts may still change
     }
     k.g = g;
-    layer.insertBefore(g, dot);
+    plane.append(g);
   }
 
   let zoom = 1;
-  // (whole device pixels: crisp edges)
-  const px = (v) => {
+  // Viewport pixels to our layer's units, on whole device pixels (crisp edges).
+  const snap = (v) => {
     const dpr = W.devicePixelRatio || 1;
-    return Math.round((v / zoom) * dpr) / dpr + 'px';
+    return Math.round((v / zoom) * dpr) / dpr;
   };
-  const place = (el, x, y) => (el.style.transform = 'translate(' + px(x) + ',' + px(y) + ')');
+  // Viewport pixels, on whole device pixels of our layer.
+  const aligned = (v) => snap(v) * zoom;
+  // Each thing is placed relative to its parent: the plane at the page's
+  // origin (which moves as the page scrolls), a marker's group at its
+  // element's top left corner on the plane, the box, rects and note in the
+  // group. So a page scroll moves only the plane, and an element that moves
+  // as a whole (in a box that scrolls, a sticky header) only its group. Every
+  // origin is on a whole device pixel: things land where they would if placed
+  // in the viewport directly.
+  let ox = 0;
+  let oy = 0;
+  // Every write goes through move() and size(): a transform or a size is
+  // written only when it changed, since each write restyles the element.
+  const last = new WeakMap(); // element -> [x, y, width, height] as written, in our units
+  const was = (el) => {
+    let w = last.get(el);
+    if (!w) last.set(el, (w = [NaN, NaN, NaN, NaN]));
+    return w;
+  };
+  const move = (el, x, y) => {
+    const w = was(el);
+    if (w[0] === x && w[1] === y) return;
+    w[0] = x;
+    w[1] = y;
+    el.style.transform = 'translate(' + x + 'px,' + y + 'px)';
+  };
+  const place = (el, x, y, bx, by) => move(el, snap(x - bx), snap(y - by));
   const size = (el, wd, ht) => {
-    el.style.width = px(Math.max(0, wd));
-    el.style.height = px(Math.max(0, ht));
+    const w = was(el);
+    wd = snap(Math.max(0, wd));
+    ht = snap(Math.max(0, ht));
+    if (w[2] !== wd) el.style.width = (w[2] = wd) + 'px';
+    if (w[3] !== ht) el.style.height = (w[3] = ht) + 'px';
   };
 
   // Read: where each marker's element (or words) is now, in viewport pixels.
@@ -422,17 +474,27 @@ export function markers(w) {
 
   // Write: move the marker there.
   function paint(k, at, vw) {
-    k.g.classList.toggle('off', !at);
+    if (!!at != k.shown) {
+      // Shown (again): its arrival animations play, then it settles.
+      k.shown = !!at;
+      clearTimeout(k.settle);
+      k.g.classList.remove('still');
+      k.g.classList.toggle('off', !at);
+      if (at) k.settle = setTimeout(() => k.g.classList.add('still'), SETTLE_MS);
+    }
     if (!at) return;
     const { box, rects } = at;
+    const gx = aligned(box.left);
+    const gy = aligned(box.top);
+    place(k.g, gx, gy, ox, oy);
     let anchor = box;
     if (k.box) {
       const pad = k.m.kind == 'field' ? 5 : 6;
-      place(k.box, box.left - pad, box.top - pad);
+      place(k.box, box.left - pad, box.top - pad, gx, gy);
       size(k.box, box.width + 2 * pad, box.height + 2 * pad);
       anchor = { left: box.left - pad, right: box.right + pad, top: box.top - pad, bottom: box.bottom + pad };
     } else if (k.svg) {
-      place(k.svg, box.left, box.top);
+      place(k.svg, box.left, box.top, gx, gy);
       size(k.svg, box.width, box.height);
       const wd = box.width / zoom;
       const ht = box.height / zoom;
@@ -450,9 +512,9 @@ export function markers(w) {
       }
       k.rects.forEach((r, i) => {
         const q = rects[i];
-        r.hidden = !q;
+        if (r.hidden != !q) r.hidden = !q;
         if (!q) return;
-        place(r, q.left - 2, q.top - 1);
+        place(r, q.left - 2, q.top - 1, gx, gy);
         size(r, q.right - q.left + 4, q.bottom - q.top + 2);
       });
       anchor = rects[0];
@@ -465,7 +527,7 @@ export function markers(w) {
       if (below) y = (k.box ? anchor.bottom : rects ? rects[rects.length - 1].bottom : box.bottom) + 7;
       const x = k.m.kind == 'field' ? anchor.right - tw : anchor.left;
       k.tag.classList.toggle('dn', below);
-      place(k.tag, Math.max(8, Math.min(x, vw - tw - 8)), y);
+      place(k.tag, Math.max(8, Math.min(x, vw - tw - 8)), y, gx, gy);
     }
   }
 
@@ -498,8 +560,13 @@ export function markers(w) {
     // A page that zooms <html> or <body> with CSS zooms our layer too: draw in its units.
     zoom = host.currentCSSZoom || 1;
     // Every read first, then every write: one layout per frame.
+    const origin = de.getBoundingClientRect();
     const at = list.map(measure);
     const spot = laser && laserSpot();
+    // The plane follows the page's scroll.
+    ox = aligned(origin.left);
+    oy = aligned(origin.top);
+    move(plane, snap(ox), snap(oy));
     list.forEach((k, i) => paint(k, at[i], vw));
     paintLaser(spot);
     // Off-screen when it arrived: bring it into view, once (not again when the
@@ -572,6 +639,7 @@ export function markers(w) {
     const i = list.findIndex((k) => k.m.id == id);
     if (i < 0) return;
     const [k] = list.splice(i, 1);
+    clearTimeout(k.settle);
     follow(k, null);
     if (k.tag) resized.unobserve(k.tag);
     k.g.remove();
@@ -642,7 +710,7 @@ export function markers(w) {
     }
     const fresh = !dot.classList.contains('on');
     if (fresh) dot.classList.add('nt');
-    place(dot, spot[0] - 9, spot[1] - 9);
+    move(dot, snap(spot[0] - 9), snap(spot[1] - 9)); // (on the layer, not the plane)
     if (fresh) {
       void dot.offsetWidth; // (our own layer only) jump there, then follow smoothly
       dot.classList.remove('nt');

@@ -1,12 +1,14 @@
-// Share: the visitor's side of a co-browse session. It owns the websocket to the
-// hub (<base>ws on the page's own origin) and speaks protocol v1
-// (cobrowse/sync/protocol.py, docs/protocol.md), and it drives the recorder.
+// Share: the visitor's side of a co-browse session (protocol v1,
+// cobrowse/sync/protocol.py, docs/protocol.md): it drives the recorder and
+// speaks the sharing frames over the widget's hub connection (socket.js, which
+// it holds while sharing; chat and screen sharing may hold it too).
 //
-// Nothing happens before consent: the socket is opened and the recorder loaded
-// only on 'share:start' (the consent click) or on 'resume' (a page load while a
-// session the visitor agreed to is running; the loader sends it).
+// Nothing is recorded before consent: the recorder is loaded and the session
+// started only on 'share:start' (the consent click) or on 'resume' (a page
+// load while a session the visitor agreed to is running; the loader sends it).
 //
-//   hello {v, visitor, tab, url, title[, resume, last_seq, name]}  then  share {name}
+//   hello {.., resume, last_seq, name}  (socket.js sends it; we add the resume fields)
+//   share {name}   on the first connection after the consent click
 //   <- shared {session, code, code_expires, resume}     first share: code + token
 //   <- welcome {session, have_seq, viewers}              on resume / reconnect
 //   rr {seq, ev}   batches of rrweb events; seq = index of the batch's first
@@ -17,8 +19,9 @@
 //   <- viewers {viewers}   who is watching (the banner shows them)
 //   stop           the visitor ends it;  <- ended {reason}: it ended
 //   <- mark, unmark, laser, control_requested, control_state, input, command:
-//                  markers and shared control, handed to markers.js,
-//                  control.js and commands.js as 'hub:<t>' events; they answer
+//                  markers and shared control, handled by markers.js,
+//                  control.js and commands.js as 'hub:<t>' events (let through
+//                  only while this tab shares that session); they answer
 //                  with w.share.send(): control, unmark, command_result, input_refused
 //
 // Features talk to it through the widget's events:
@@ -26,8 +29,7 @@
 //   out: 'share:state' {phase, code, expires, viewers, reason}
 //        phase: idle | starting | resuming | sharing | reconnecting | failed | ended
 //        'share:nav' {url}   a same-document navigation (pushState, popstate, hash)
-//        'hub:<t>' {...}     a frame of the session from the hub (HUB_FRAMES)
-//   w.share.send(frame) -> bool   sends a frame on the live socket
+//   w.share.send(frame) -> bool   sends a frame while this tab is live in the session
 //   w.share.node(id) -> Node|null  the page's node with this rrweb id (the id agents use)
 import { storedSession, saveSession, clearSession, nextSeq as storedSeq, saveSeq, visitorId, tabId, SHARE_KEY } from './store.js';
 import { createRecorder } from './recorder.js';
@@ -54,11 +56,7 @@ const REACTION_MS = 500;
 const URGENT_GAP_MS = 20;
 const HOLD_BYTES = 2 * 1024 * 1024; // unacknowledged batches kept for a resend
 const RESEND_EVENTS = 2000; // per frame when catching up (the hub takes up to 5000)
-const BACKOFF_MIN = 500;
-const BACKOFF_MAX = 10000;
 const START_TRIES = 4; // before `shared`, give up after this many failed connections
-const PING_MS = 20000;
-const SILENT_MS = 45000; // nothing heard for this long: the connection is dead
 const SEEN_MS = 15000; // how often the stored session's "seen" time is refreshed
 // Frames of the session that features handle (markers.js, control.js, commands.js).
 const HUB_FRAMES = new Set(['mark', 'unmark', 'laser', 'control_requested', 'control_state', 'input', 'command']);
@@ -68,7 +66,7 @@ const L = location;
 
 export function share(w) {
   const ctx = w.ctx;
-  const url = ctx.base.replace(/^http/, 'ws') + 'ws';
+  const hub = w.hub;
   const recorder = createRecorder(ctx, record);
 
   let phase = 'idle';
@@ -76,18 +74,13 @@ export function share(w) {
   let sess = null; // {session, resume, code, expires}
   let viewers = [];
   let name = '';
-  let ws = null;
   let live = false; // the hub attached this socket to the session
-  let tries = 0;
-  let retryTimer = 0;
-  let pingTimer = 0;
+  let tries = 0; // connections lost before `shared`
   let flushTimer = 0;
   let flushSoon = false; // a flush is queued as a microtask
   let lastUrgent = -Infinity;
   let lastFlush = -Infinity;
-  let heard = 0;
   let seenWritten = 0;
-  let pings = 0;
   let forceSnapshot = false;
   let queue = []; // events not batched yet
   let held = []; // batches not acknowledged: {seq, ev, bytes, full}
@@ -104,162 +97,110 @@ export function share(w) {
 
   const active = () => phase != 'idle' && phase != 'failed' && phase != 'ended';
 
-  // ----- the socket -------------------------------------------------------------
+  // ----- the connection (socket.js) -----------------------------------------------
 
-  function send(message) {
-    if (ws && ws.readyState == 1) ws.send(typeof message == 'string' ? message : JSON.stringify(message));
+  const send = (m) => hub.send(m);
+
+  function helloFields(m) {
+    if (!sess || !active()) return;
+    m.resume = sess.resume;
+    // A hub that restarted learns the visitor's name again from here.
+    if (sess.name) m.name = sess.name;
+    // The highest seq we can no longer resend (acknowledged, or dropped with
+    // an old page): a hub that does not know this tab yet numbers it on from
+    // there, and then takes everything we still hold.
+    m.last_seq = (held.length ? held[0].seq : seq) - 1;
   }
 
-  function hello() {
-    const m = { t: 'hello', v: VERSION, visitor: visitorId(), tab: tabId(), url: L.href, title: document.title };
-    if (sess) {
-      m.resume = sess.resume;
-      // A hub that restarted learns the visitor's name again from here.
-      if (sess.name) m.name = sess.name;
-      // The highest seq we can no longer resend (acknowledged, or dropped with
-      // an old page): a hub that does not know this tab yet numbers it on from
-      // there, and then takes everything we still hold.
-      m.last_seq = (held.length ? held[0].seq : seq) - 1;
-    }
-    return m;
-  }
-
-  function connect() {
-    clearTimeout(retryTimer);
-    if (ws || !active()) return;
-    let sock;
-    try {
-      sock = new WebSocket(url);
-    } catch (e) {
-      return dropped();
-    }
-    ws = sock;
-    sock.onopen = () => {
-      alive();
-      send(hello());
-      if (!sess) send({ t: 'share', name });
-      pingTimer = setInterval(ping, PING_MS);
-    };
-    sock.onmessage = (e) => {
-      alive();
-      let m;
-      try {
-        m = JSON.parse(e.data);
-      } catch (err) {
-        return;
-      }
-      if (m && typeof m.t == 'string') receive(m);
-    };
-    sock.onclose = () => {
-      if (ws == sock) dropped();
-    };
-  }
-
-  // Forget the socket without waiting for its closing handshake.
-  function detach(code) {
-    const sock = ws;
-    ws = null;
-    live = false;
-    clearInterval(pingTimer);
-    if (sock) {
-      sock.onclose = sock.onmessage = sock.onopen = null;
-      try {
-        sock.close(code || 1000);
-      } catch (e) {
-        // already closed
-      }
-    }
+  // A new connection: continue (the hello resumed the session) or ask again.
+  function connected() {
+    if (active() && !sess) send({ t: 'share', name });
   }
 
   function dropped() {
-    detach();
+    live = false;
     if (!active()) return;
-    const n = tries++;
-    if (!sess && n + 1 >= START_TRIES) {
-      recorder.stop();
-      return setPhase('failed', 'unreachable');
+    if (!sess) {
+      if (++tries >= START_TRIES) {
+        recorder.stop();
+        hub.release('share');
+        setPhase('failed', 'unreachable');
+      }
+      return;
     }
-    if (sess && phase != 'reconnecting') setPhase('reconnecting');
-    // 0.5 s doubling to 10 s, with jitter so a restarted hub is not hit by every visitor at once.
-    const delay = Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** Math.min(n, 10));
-    retryTimer = setTimeout(connect, delay * (0.7 + Math.random() * 0.6));
-  }
-
-  function reconnectNow() {
-    if (active() && !ws) {
-      tries = 0;
-      connect();
-    }
+    if (phase != 'reconnecting') setPhase('reconnecting');
   }
 
   function alive() {
-    heard = Date.now();
-    if (sess && live && heard - seenWritten > SEEN_MS) {
-      seenWritten = heard;
+    const now = Date.now();
+    if (sess && live && now - seenWritten > SEEN_MS) {
+      seenWritten = now;
       saveSession(sess);
     }
   }
 
-  function ping() {
-    if (Date.now() - heard > SILENT_MS) return dropped();
-    send({ t: 'ping', n: ++pings });
-  }
-
   // ----- frames from the hub -------------------------------------------------------
 
-  function receive(m) {
-    switch (m.t) {
-      case 'shared':
-        if (sess || !active()) return;
-        sess = { session: m.session, resume: m.resume, code: m.code, expires: m.code_expires, name };
-        saveSession(sess);
-        seenWritten = Date.now();
-        seq = storedSeq(sess.session);
-        goLive([]);
-        recorder.start().catch(recorderFailed);
+  const on = {
+    shared(m) {
+      if (sess || !active()) return;
+      sess = { session: m.session, resume: m.resume, code: m.code, expires: m.code_expires, name };
+      saveSession(sess);
+      seenWritten = Date.now();
+      seq = storedSeq(sess.session);
+      goLive([]);
+      recorder.start().catch(recorderFailed);
+    },
+    welcome(m) {
+      if (!sess || !active()) return; // the first share answers with `shared`
+      if (m.session != sess.session) return finish('gone');
+      goLive(m.viewers || []);
+      catchUp(typeof m.have_seq == 'number' ? m.have_seq : -1);
+    },
+    ack(m) {
+      alive();
+      trim(m.seq);
+    },
+    pong: alive,
+    snapshot() {
+      // One already on its way answers it (the hub asks when it sees a gap,
+      // even in the very batch that carries the new snapshot).
+      if (sess && !held.some((b) => b.full) && !queue.some(isFull)) recorder.snapshot();
+    },
+    viewers(m) {
+      if (sess && m.session == sess.session) {
+        viewers = m.viewers || [];
+        setPhase(phase);
+      }
+    },
+    ended(m) {
+      if (!sess || m.session != sess.session) return;
+      // A hub shutting down ends sessions for its agents, but the visitor's
+      // token resumes it on the hub that comes back: reconnect, do not stop.
+      if (m.reason == 'server_shutdown') return hub.drop();
+      finish(m.reason || 'gone');
+    },
+    error(m) {
+      // The token is refused, or the hub no longer counts this tab as sharing
+      // (the session ended and its `ended` did not reach us): it is over.
+      if (m.code == 'bad_resume' || (m.code == 'not_sharing' && live)) return finish('gone');
+      if (m.code == 'bad_version') {
+        // (socket.js gave up on the connection)
+        if (active()) finish('version', 'failed');
         return;
-      case 'welcome':
-        if (!sess) return; // the first share answers with `shared`
-        if (m.session != sess.session) return finish('gone');
-        goLive(m.viewers || []);
-        catchUp(typeof m.have_seq == 'number' ? m.have_seq : -1);
-        return;
-      case 'ack':
-        trim(m.seq);
-        return;
-      case 'snapshot':
-        // One already on its way answers it (the hub asks when it sees a gap,
-        // even in the very batch that carries the new snapshot).
-        if (!held.some((b) => b.full) && !queue.some(isFull)) recorder.snapshot();
-        return;
-      case 'viewers':
-        if (sess && m.session == sess.session) {
-          viewers = m.viewers || [];
-          setPhase(phase);
-        }
-        return;
-      case 'ended':
-        if (!sess || m.session != sess.session) return;
-        // A hub shutting down ends sessions for its agents, but the visitor's
-        // token resumes it on the hub that comes back: reconnect, do not stop.
-        if (m.reason == 'server_shutdown') return dropped();
-        return finish(m.reason || 'gone');
-      case 'error':
-        // The token is refused, or the hub no longer counts this tab as sharing
-        // (the session ended and its `ended` did not reach us): it is over.
-        if (m.code == 'bad_resume' || (m.code == 'not_sharing' && live)) return finish('gone');
-        if (m.code == 'bad_version') {
-          detach();
-          return setPhase('failed', 'version');
-        }
-        console.warn('cobrowse: the help service said ' + m.code + ': ' + m.message);
-        return;
-      default:
-        // Only for this session and this tab (the hub addresses them so; checked all the same).
-        if (HUB_FRAMES.has(m.t) && sess && live && (m.session == null || m.session == sess.session) && (m.tab == null || m.tab == tabId()))
-          w.emit('hub:' + m.t, m);
-    }
-  }
+      }
+      // Chat (and other features) deal with their own errors.
+      if (!/^(chat|leave|screen|signal)/.test(m.re || '')) console.warn('cobrowse: the help service said ' + m.code + ': ' + m.message);
+    },
+  };
+  for (const t in on) w.on('hub:' + t, on[t]);
+  // Session frames reach the features only while this tab shares that session
+  // (the hub addresses them so; checked all the same).
+  for (const t of HUB_FRAMES)
+    hub.gate(t, (m) => sess && live && (m.session == null || m.session == sess.session) && (m.tab == null || m.tab == tabId()));
+  w.on('socket:hello', helloFields);
+  w.on('socket:up', connected);
+  w.on('socket:down', dropped);
 
   function goLive(list) {
     live = true;
@@ -378,7 +319,8 @@ export function share(w) {
     heldBytes = 0;
     setPhase('starting', '');
     recorder.preload();
-    connect();
+    hub.hold('share');
+    if (hub.up()) connected(); // (the chat's connection: no new hello)
   }
 
   function resume() {
@@ -390,7 +332,7 @@ export function share(w) {
     tries = 0;
     startTries = 0;
     setPhase('resuming', '');
-    connect();
+    hub.hold('share');
     recorder.start().catch(recorderFailed);
   }
 
@@ -399,16 +341,16 @@ export function share(w) {
   function stop(why) {
     if (!active()) return;
     const s = sess;
-    if (ws && ws.readyState == 1) {
+    if (hub.up()) {
       // (before `shared` too: the hub takes frames in order, so this stop ends
       // the session our `share` is creating)
       flush();
       send({ t: 'stop' });
     } else if (s) {
       try {
-        const sock = new WebSocket(url);
+        const sock = new WebSocket(ctx.base.replace(/^http/, 'ws') + 'ws');
         sock.onopen = () => {
-          sock.send(JSON.stringify({ ...hello(), resume: s.resume }));
+          sock.send(JSON.stringify({ t: 'hello', v: VERSION, visitor: visitorId(), tab: tabId(), url: L.href, resume: s.resume }));
           sock.send('{"t":"stop"}');
           sock.close();
         };
@@ -419,21 +361,21 @@ export function share(w) {
     finish(why || 'visitor_stopped');
   }
 
-  function finish(why) {
+  function finish(why, to) {
     if (!active()) return;
-    clearTimeout(retryTimer);
+    live = false;
     clearTimeout(flushTimer);
     flushTimer = 0;
     flushSoon = false;
     recorder.stop();
-    detach();
+    hub.release('share');
     clearSession(sess && sess.session);
     sess = null;
     queue = [];
     held = [];
     heldBytes = 0;
     viewers = [];
-    setPhase('ended', why);
+    setPhase(to || 'ended', why);
   }
 
   // ----- the page around us ----------------------------------------------------------
@@ -464,8 +406,8 @@ export function share(w) {
     if (!active()) return;
     flush();
     if (sess && live) saveSession(sess);
-    // Into the back/forward cache: let go of the socket, pick it up on return.
-    if (e.persisted) detach();
+    // Into the back/forward cache: socket.js lets go of the socket, and picks it up on return.
+    if (e.persisted) live = false;
   });
   W.addEventListener('pageshow', (e) => {
     if (!e.persisted || !active()) return;
@@ -477,10 +419,7 @@ export function share(w) {
     queue = [];
     seq = storedSeq(s.session);
     forceSnapshot = true;
-    reconnectNow();
   });
-  W.addEventListener('online', reconnectNow);
-  document.addEventListener('visibilitychange', () => document.visibilityState == 'visible' && reconnectNow());
   // Another tab of this site stopped sharing (or saw it end): so does this one,
   // unless the hub tells it first why.
   W.addEventListener('storage', (e) => {
@@ -492,7 +431,7 @@ export function share(w) {
   w.on('resume', resume);
   w.share = {
     state: () => ({ phase, reason, viewers, code: sess && sess.code, expires: sess && sess.expires }),
-    send: (m) => !!(live && ws && ws.readyState == 1 && (send(m), true)),
+    send: (m) => live && send(m),
     node: (id) => recorder.node(id),
   };
 }

@@ -1,15 +1,22 @@
 // What the widget keeps in the visitor's browser. Nothing is written before the
-// visitor agrees to share: the ids are made on the consent click.
+// visitor acts: the ids are made on the consent click, or when they start a
+// chat or leave a message (the first connection to the hub).
 //
 //   localStorage   cobrowse:share    {session, resume, code, expires, seen}: the
 //                                    running sharing session, for every tab of
 //                                    this origin. loader.js reads it on each page
 //                                    load to resume (keep the key and the "seen"
 //                                    rule in step with it).
+//                  cobrowse:chat     {conversation, token, read, seen}: the open
+//                                    chat (read: highest seq the visitor saw), for
+//                                    every tab; loader.js reopens it on page loads
+//                                    (same key, CHAT_WINDOW rule)
 //                  cobrowse:visitor  random id of this browser (the resume token
-//                                    is bound to it by the hub)
+//                                    and the chat token are bound to it by the hub)
 //   sessionStorage cobrowse:tab      random id of this tab, kept across its page loads
 //                  cobrowse:seq      {s: session, n: next event seq} of this tab
+//                  cobrowse:outbox   {c: conversation, m: [{id, text, at}]}: chat
+//                                    messages of this tab not acknowledged yet
 //
 // Storage can be missing or throw (privacy modes, sandboxed frames, quota):
 // then ids live in memory, sharing works on this page and does not resume.
@@ -21,6 +28,11 @@ const SEQ_KEY = 'cobrowse:seq';
 // How long after the last sign of life a stored session is still resumed (the
 // loader applies the same rule): a visitor back the next day is not shared again.
 export const RESUME_WINDOW = 10 * 60 * 1000;
+export const CHAT_KEY = 'cobrowse:chat';
+const OUTBOX_KEY = 'cobrowse:outbox';
+// A conversation untouched for this long is not reopened on page loads (the hub
+// ends idle chats long before; the loader applies the same rule).
+export const CHAT_WINDOW = 24 * 3600 * 1000;
 
 const memory = {};
 
@@ -102,3 +114,19 @@ export function nextSeq(session) {
 export function saveSeq(session, n) {
   write('sessionStorage', SEQ_KEY, { s: session, n });
 }
+
+// The open conversation, if well formed and recent.
+export function storedChat() {
+  const c = read('localStorage', CHAT_KEY);
+  return c && typeof c.token == 'string' && typeof c.conversation == 'string' && Date.now() - c.seen < CHAT_WINDOW ? c : null;
+}
+
+export const saveChat = (c) => write('localStorage', CHAT_KEY, c && { ...c, seen: Date.now() });
+
+// Unacknowledged messages of this tab for a conversation ('' before it started).
+export function storedOutbox(conversation) {
+  const o = read('sessionStorage', OUTBOX_KEY);
+  return o && o.c == conversation && Array.isArray(o.m) ? o.m : [];
+}
+
+export const saveOutbox = (conversation, list) => write('sessionStorage', OUTBOX_KEY, list.length ? { c: conversation, m: list } : null);

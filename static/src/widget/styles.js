@@ -141,4 +141,19 @@ export const PANEL_CSS = [
   '@keyframes cb-in{from{opacity:0;transform:translateY(8px) scale(.98)}}',
   '@media (max-width:480px){.p{right:16px;left:16px;width:auto;max-width:none;bottom:76px}}',
   '@media (prefers-reduced-motion:reduce){.p{animation:none}}',
+  // ----- chat: the start card (chat.js; the rest is chat-styles.js, in the chat bundle) -----
+  ['.kh', 'padding:14px;border:1px solid #e4e7ec;border-radius:14px'],
+  ['.go', 'background:' + ACCENT + ';color:' + ACCENT_TEXT + ';box-shadow:0 1px 2px rgba(16,24,40,.12)'],
+  ['.go:hover', 'filter:brightness(1.1)'],
+  // consent.js's "Share my page with the agent", shown only in a conversation (.p.k-c)
+  ['.p:not(.k-c) .shx', 'display:none'],
+  [
+    '.shx',
+    'display:flex;align-items:center;gap:8px;width:100%;margin:0;padding:6px 0;border:0;background:none;color:' + ACCENT + ';' +
+      'font:600 14px/1.3 ' + FONT + ';text-align:left;cursor:pointer',
+  ],
+  ['.shx svg', 'flex:none;width:18px;height:18px'],
+  ['.shx:focus-visible', 'outline:2px solid ' + ACCENT + ';outline-offset:1px'],
+  ['.ke', 'margin:10px 0 0!important;padding:8px 10px;border-radius:10px;background:#fef3f2;color:#912018;font-size:13px'],
 ];
+
