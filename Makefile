@@ -39,6 +39,7 @@ bench: install-test
 	$(BIN)/python bench/http_proxy.py
 	$(BIN)/python bench/hub.py
 	$(BIN)/python bench/browser.py
+	$(BIN)/python bench/markers.py
 
 clean:
 	rm -rf $(VENV) static/node_modules cobrowse/static_dist .pytest_cache

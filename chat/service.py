@@ -109,7 +109,8 @@ _SLUG_RE = re.compile(r"[a-z0-9_-]{1,32}")  # department ids, canned reply names
 # cannot even be stored as UTF-8. \r goes too: "\r\n" becomes "\n".
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 # A visitor's address: one "@", a dot in the domain, nothing that separates addresses.
-_EMAIL_RE = re.compile(r'[^\s@<>(),;:"\[\]\\]{1,64}@[^\s@<>(),;:"\[\]\\.]+(\.[^\s@<>(),;:"\[\]\\.]+)+')
+# No "?", "&", "=" or "%" either: an address ends up in mailto: links, where those add headers.
+_EMAIL_RE = re.compile(r'[^\s@<>(),;:"\[\]\\?&=%]{1,64}@[^\s@<>(),;:"\[\]\\.?&=%]+(\.[^\s@<>(),;:"\[\]\\.?&=%]+)+')
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 # Which kinds each sender may post (files go through record_file as well).
@@ -599,8 +600,8 @@ class ChatService:
             return _conversation(await self._load(s, conversation_id))
 
     async def can_open(self, conversation: Conversation | str, user: ChatUser) -> bool:
-        """Whether ``user`` may see the conversation: its holder, anyone who took part
-        in it, supervisors and admins."""
+        """Whether ``user`` may see the conversation: its holder, those taking part in
+        it now (not who handed it on), supervisors and admins."""
         if _is_privileged(user):
             return True
         if isinstance(conversation, str):
@@ -614,7 +615,8 @@ class ChatService:
             took_part = await s.scalar(
                 sa.select(ChatParticipantRow.id)
                 .where(ChatParticipantRow.conversation_id == conversation.id,
-                       ChatParticipantRow.user_id == user.user_id)
+                       ChatParticipantRow.user_id == user.user_id,
+                       ChatParticipantRow.left_at.is_(None))
                 .limit(1)
             )
         return took_part is not None

@@ -49,7 +49,8 @@ class ChatRuntime:
         if self.mail is None:
             return
         conversation = await self.service.get(conversation_id)
-        if conversation is None:
+        if conversation is None or conversation.accepted_at is None:
+            # Nobody answered: no transcript (and no mail a script could make us send).
             return
         site = self.config.site_for_host(conversation.site_host)
         site_addresses = list(getattr(site, "transcripts_to", ()) or ()) if site is not None else []
@@ -131,6 +132,8 @@ def build_chat(config: Config, db: Database, hub: Hub, secret: bytes) -> ChatRun
         welcome_text=rich_text(welcome) if welcome else "",
         welcome_rich=rich_tree(welcome) if welcome else None,
         survey=options.survey,
+        typing=options.typing,
+        offline_enabled=options.offline_enabled,
         idle_timeout=options.idle_timeout,
         on_ended=runtime.mail_transcripts,
         on_offline=runtime.mail_offline,

@@ -413,7 +413,7 @@ async def test_transfer(service, db):
     to_bob = await service.transfer(conversation.id, alice, to_user_id=bob.user_id)
     assert (to_bob.status, to_bob.agent_id, to_bob.department) == ("active", bob.user_id, "sales")
     assert [x.id for x in await service.participants(conversation.id)] == [bob.user_id]
-    assert await service.can_open(to_bob, alice)  # took part: may still read it
+    assert not await service.can_open(to_bob, alice)  # handed on: it is Bob's (and supervisors') now
 
     queued = await service.transfer(conversation.id, bob, department="support")
     assert (queued.status, queued.agent_id, queued.department) == ("waiting", None, "support")
@@ -444,7 +444,7 @@ async def test_who_may_open_and_recent(service, db):
     assert {x.id for x in await service.participants(mine.id)} == {alice.user_id, bob.user_id}
     assert await service.leave(mine.id, bob.user_id) is True
     assert [x.id for x in await service.participants(mine.id)] == [alice.user_id]
-    assert await service.can_open(mine, bob)  # left, but took part
+    assert not await service.can_open(mine, bob)  # left: no longer follows it
 
     assert [c.id for c in await service.recent(alice)] == [mine.id]
     assert [c.id for c in await service.recent(admin)] == [other.id, mine.id]  # newest first

@@ -356,3 +356,74 @@ async def test_chat_frames_without_chat_get_an_error(aiohttp_client):
     error = await asyncio.wait_for(peer.until("error"), WAIT)
     assert error["code"] == "chat_disabled"
     await hub.stop()
+
+
+async def test_a_second_start_continues_the_open_chat(chat_env):
+    env = chat_env
+    visitor = await env.visitor()
+    first = await env.started(visitor)
+    other_tab = await env.visitor(tab="T2")
+    await other_tab.send({"t": "chat_start", "key": "another-key-2", "name": "Vera"})
+    again = await other_tab.until("chat_started")
+    assert again["conversation"] == first["conversation"], "one open chat per visitor"
+    assert len(await env.service.waiting()) == 1
+
+
+async def test_a_repeated_accept_greets_once(chat_env):
+    env = chat_env
+    anna = await env.agent("anna")
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await env.accepted(anna, conversation)
+    await anna.send({"t": "chat_accept", "conversation": conversation})
+    await anna.until("chat_history")
+    await anna.sync()
+    history, _ = await env.service.history(conversation, 0, notes=True)
+    assert [m.text for m in history].count("Hello! How can we help?") == 1
+    assert [m.text for m in history].count("Anna joined the chat.") == 1
+
+
+async def test_who_handed_a_chat_on_writes_no_more(chat_env):
+    env = chat_env
+    anna, bob = await env.agent("anna"), await env.agent("bob")
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await env.accepted(anna, conversation)
+    await anna.send({"t": "chat_transfer", "conversation": conversation, "agent": env.agents["bob"].user_id})
+    await anna.sync()
+    await anna.send({"t": "chat_send", "conversation": conversation, "id": "after-transfer", "text": "still me"})
+    error = await anna.until("error", re="chat_send")
+    assert error["code"] in ("forbidden", "not_found")
+    await anna.send({"t": "chat_open", "conversation": conversation})
+    assert (await anna.until("error", re="chat_open"))["code"] == "forbidden"
+    await bob.send({"t": "chat_open", "conversation": conversation})
+    await bob.until("chat_history")
+    await bob.send({"t": "chat_send", "conversation": conversation, "id": "bob-now-1", "text": "Bob here"})
+    assert (await bob.until("chat_ack", id="bob-now-1"))["seq"] > 0
+
+
+async def test_a_long_history_comes_a_page_at_a_time(chat_env):
+    from cobrowse.sync import chat as hub_chat
+
+    env = chat_env
+    visitor = await env.visitor()
+    started = await env.started(visitor)
+    for i in range(hub_chat.HISTORY_PAGE + 5):
+        await env.service.post(started["conversation"], client_id=f"bulk-message-{i:04d}", sender="visitor",
+                               text=f"line {i}")
+    await visitor.sync()  # past the (empty) history that came with the start
+    await visitor.send({"t": "chat_sync", "after": 0})
+    page = await visitor.until("chat_history")
+    assert len(page["messages"]) == hub_chat.HISTORY_PAGE and page["more"] is True
+    await visitor.send({"t": "chat_sync", "after": page["messages"][-1]["seq"]})
+    rest = await visitor.until("chat_history")
+    assert len(rest["messages"]) == 5 and "more" not in rest
+
+
+async def test_seqs_past_what_javascript_holds_are_bad_frames(chat_env):
+    env = chat_env
+    visitor = await env.visitor()
+    await env.started(visitor)
+    await visitor.send({"t": "chat_seen", "delivered": 2**63, "read": 0})
+    error = await visitor.until("error")
+    assert (error["code"], error["re"]) == ("bad_frame", "chat_seen")

@@ -59,8 +59,10 @@ def test_a_marker_is_kept_signed_and_sent_to_the_tab_and_every_agent():
     out = session.mark("a1", "T", element(note="<b>click here</b> & pay"), T0 + 1)
     signed = p.MarkerAdd(session="S", tab="T", marker=element(note="<b>click here</b> & pay"))
     signed.marker.by = "Anna"
+    for_agents = p.MarkerAdd(session="S", tab="T", marker=element(note="<b>click here</b> & pay"))
+    for_agents.marker.by, for_agents.marker.agent = "Anna", 1  # whose it is, by id: for agents only
     assert [(o.audience, o.key) for o in out] == [(Audience.VISITOR_TAB, "T"), (Audience.AGENTS, None)]
-    assert of(out, p.MarkerAdd) == [signed, signed]
+    assert of(out, p.MarkerAdd) == [signed, for_agents]
     assert session.tabs["T"].markers["m1"].note == "<b>click here</b> & pay"  # plain text, as it came
     (record,) = session.take_records()
     assert (record.kind, record.actor, record.detail["id"], record.detail["note"]) == (
@@ -178,13 +180,16 @@ def test_a_new_page_drops_markers_that_are_not_pinned(how):
     to_agents = [o.message for o in out if o.audience is Audience.AGENTS and isinstance(o.message, (
         p.MarkerRemove, p.MarkerAdd))]
     assert to_agents == [p.MarkerRemove(session="S", tab="T"), p.MarkerAdd(session="S", tab="T", marker=pinned)]
+    assert pinned.agent == 1
     to_tab = [o.message for o in out if o.audience is Audience.VISITOR_TAB and not isinstance(o.message, p.Ack)]
+    pinned_for_visitor = msgspec.structs.replace(pinned, agent=0)
+    for_visitor = [p.MarkerRemove(session="S", tab="T"), p.MarkerAdd(session="S", tab="T", marker=pinned_for_visitor)]
     # A page load: the new page gets its markers after `welcome` (visitor_restore), not through the old socket.
-    assert to_tab == ([] if how == "page load" else to_agents)
+    assert to_tab == ([] if how == "page load" else for_visitor)
     if how == "snapshot":  # the console hears of the markers after the new page they are on
         kinds = [type(o.message) for o in out if o.audience is Audience.AGENTS]
         assert kinds == [p.TabEvents, p.MarkerRemove, p.MarkerAdd]
-    assert session.visitor_restore("T", T0 + 3) == [p.MarkerAdd(session="S", tab="T", marker=pinned)]
+    assert session.visitor_restore("T", T0 + 3) == [p.MarkerAdd(session="S", tab="T", marker=pinned_for_visitor)]
     records = [(r.kind, r.detail) for r in session.take_records()]
     assert records == [("page", {"tab": "T", "url": url, "title": "Checkout" if how != "snapshot" else "Shop"}),
                        ("marker_cleared", {"tab": "T", "ids": ["loose"], "by": "navigation"})]
@@ -229,8 +234,9 @@ def test_the_laser_goes_to_the_tab_and_the_other_agents_and_is_not_kept():
     frame = p.Laser(session="S", tab="T", anchor=p.Anchor(node=4), x=0.25, y=1.5)
     out = session.laser("a1", frame)
     relay = p.Laser(session="S", tab="T", anchor=p.Anchor(node=4), x=0.25, y=1.0, by="Anna")
+    to_agents = p.Laser(session="S", tab="T", anchor=p.Anchor(node=4), x=0.25, y=1.0, by="Anna", agent=1)
     assert [(o.audience, o.message, o.key) for o in out] == [(Audience.VISITOR_TAB, relay, "T"),
-                                                             (Audience.OTHER_AGENTS, relay, "a1")]
+                                                             (Audience.OTHER_AGENTS, to_agents, "a1")]
     assert marker_ids(session) == [] and session.take_records() == []
     assert session.laser("a1", p.Laser(session="S", tab="T9")) == []  # a tab gone: dropped quietly
     assert errors(session.laser("a1", p.Laser(session="S", tab="T", anchor=p.Anchor()))) == ["bad_frame"]
@@ -259,8 +265,9 @@ async def test_a_marker_reaches_the_visitor_and_every_agent(env):
     visitor, anna, sam, session = await watched(env)
     await anna.send({"t": "mark", "session": session, "tab": "T1", "marker": MARK})
     expected = {"t": "mark", "session": session, "tab": "T1", "marker": {**MARK, "by": "Anna"}}
-    for peer in (visitor, anna, sam):
-        assert await peer.until("mark") == expected
+    assert await visitor.until("mark") == expected  # no agent ids reach the visitor
+    for peer in (anna, sam):
+        assert await peer.until("mark") == {**expected, "marker": {**MARK, "by": "Anna", "agent": 1}}
     await visitor.send({"t": "unmark", "id": "m1"})
     for peer in (anna, sam):
         assert await peer.until("unmark") == {"t": "unmark", "session": session, "tab": "T1", "id": "m1"}
@@ -319,15 +326,16 @@ async def test_a_late_agent_gets_the_markers_after_the_snapshot(env):
     await visitor.until("mark")
     late, _ = await env.joined(session, "/anna2")
     assert (await late.recv())["t"] == "tab_rr"
-    assert (await late.recv()) == {"t": "mark", "session": session, "tab": "T1", "marker": {**MARK, "by": "Anna"}}
+    assert (await late.recv()) == {"t": "mark", "session": session, "tab": "T1",
+                                   "marker": {**MARK, "by": "Anna", "agent": 1}}
 
 
 async def test_the_laser_is_relayed_not_echoed_and_has_its_own_rate(env):
     visitor, anna, sam, session = await watched(env)
     laser = {"t": "laser", "session": session, "tab": "T1", "anchor": {"node": 5}, "x": 0.5, "y": 0.25}
     await anna.send(laser)
-    for peer in (visitor, sam):
-        assert await peer.until("laser") == {**laser, "by": "Anna"}
+    assert await visitor.until("laser") == {**laser, "by": "Anna"}
+    assert await sam.until("laser") == {**laser, "by": "Anna", "agent": 1}
     assert await anna.sync() == []  # not echoed to its sender
     for _ in range(int(LASER_BURST) + 20):  # a burst past the laser bucket: the rest are dropped quietly
         await anna.send(laser)

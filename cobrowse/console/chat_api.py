@@ -105,7 +105,7 @@ def add_chat_api(app: web.Application, runtime: ChatRuntime, current_agent: Curr
     async def conversations(request: web.Request) -> web.Response:
         user = await who(request)
         state = request.query.get("state") or None
-        items = await service.recent(user, state=state)
+        items = await guarded(service.recent(user, state=state))
         return web.json_response({"conversations": [_plain(c) for c in items]})
 
     async def conversation_for(request: web.Request):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
+from .ratelimit import TokenBucket
 
 if TYPE_CHECKING:  # the hub imports us
     from .hub import AgentIdentity, Connection, Hub
@@ -26,8 +27,11 @@ if TYPE_CHECKING:  # the hub imports us
 
 log = logging.getLogger("cobrowse.hub.chat")
 
+START_RATE, START_BURST = 1 / 60, 3  # new chats / offline messages per visitor socket
+MAX_OFFERS = 100  # waiting chats listed to an agent (oldest first); more wait their turn
 OFFERS_INTERVAL = 0.25  # at most this often every watching agent gets its list of waiting chats
-HISTORY_PAGE = 500
+HISTORY_PAGE = 200  # messages per chat_history; clients ask for the next page on `more`
+NOT_SHARING = "the visitor is not sharing their page with you; commands need a shared page and control"
 COMMAND_PREFIXES = {"goto:": "goto", "open:": "open"}
 
 VISITOR_FRAMES = frozenset({p.ChatStart, p.ChatResume, p.LeaveMessage, p.ChatSurvey, p.ChatSend, p.ChatSync,
@@ -49,6 +53,8 @@ class ChatHubSettings:
     welcome_text: str = ""  # plain-text form of the welcome message ("" = none)
     welcome_rich: Any = None  # its sanitized node tree (chat.text.rich_tree), or None
     survey: bool = False  # ask the visitor for a rating when the chat ends
+    typing: bool = True  # relay typing indicators
+    offline_enabled: bool = True  # take "leave a message"
     idle_timeout: float = 1800.0  # a chat with no message for this long ends; 0 = never
     # Called (in the background) when a conversation ends and when a visitor leaves
     # an offline message: transcripts and notices go out by mail.
@@ -61,7 +67,9 @@ class VisitorChat:
     """What one visitor socket knows of its conversation."""
 
     conversation: str | None = None
-    starting: str | None = None  # the key of a chat_start in progress
+    # New chats and offline messages this socket may start: each reaches every
+    # available agent (and mailboxes), so a script must not make hundreds.
+    starts: TokenBucket = field(default_factory=lambda: TokenBucket(rate=START_RATE, burst=START_BURST, now=0.0))
 
 
 @dataclass(slots=True)
@@ -90,6 +98,7 @@ class HubChat:
         self.service = service
         self.settings = settings
         self._watchers: dict[str, AgentChat] = {}
+        self._agents: dict[str, AgentChat] = {}  # every agent connection here, by key
         self._offers_timer: asyncio.TimerHandle | None = None
         self._offers_task: asyncio.Task | None = None
         self._offers_sent = -OFFERS_INTERVAL
@@ -134,10 +143,17 @@ class HubChat:
         kind = type(frame)
         service = self.service
         if kind is p.ChatStart:
-            conversation = await service.start(
-                site=site, visitor_id=state.visitor, key=frame.key, name=frame.name, email=frame.email,
-                department=frame.department, fields=dict(frame.fields), url=frame.url or state.url,
-                title=frame.title or state.title)
+            existing = await service.open_for_visitor(state.visitor, site=site)
+            if existing is not None:
+                # One open chat per visitor: a second "start" (another tab, a script) continues it.
+                conversation = existing
+            elif not chat.starts.take(self.hub.clock()):
+                raise ChatError("rate_limited", "too many new chats; wait a little")
+            else:
+                conversation = await service.start(
+                    site=site, visitor_id=state.visitor, key=frame.key, name=frame.name, email=frame.email,
+                    department=frame.department, fields=dict(frame.fields), url=frame.url or state.url,
+                    title=frame.title or state.title)
             self._attach_visitor(connection, chat, conversation.id)
             connection.send(p.ChatStarted(conversation=conversation.id,
                                           token=service.token(conversation.id, state.visitor), key=frame.key))
@@ -156,6 +172,10 @@ class HubChat:
             connection.send(await self._state(conversation_id, for_agents=False))
             await self._history(connection, conversation_id, frame.after, notes=False)
         elif kind is p.LeaveMessage:
+            if not self.settings.offline_enabled:
+                raise ChatError("offline_disabled", "messages cannot be left here")
+            if not chat.starts.take(self.hub.clock()):
+                raise ChatError("rate_limited", "too many messages; wait a little")
             message, created = await service.leave_message(
                 site=site, key=frame.key, name=frame.name, email=frame.email, department=frame.department,
                 text=frame.text, fields=dict(frame.fields), url=state.url)
@@ -176,8 +196,9 @@ class HubChat:
             elif kind is p.ChatSync:
                 await self._history(connection, conversation_id, frame.after, notes=False)
             elif kind is p.ChatTyping:
-                self._publish(agents_topic(conversation_id),
-                              p.ChatTyping(on=frame.on, conversation=conversation_id, who="visitor"))
+                if self.settings.typing:
+                    self._publish(agents_topic(conversation_id),
+                                  p.ChatTyping(on=frame.on, conversation=conversation_id, who="visitor"))
             elif kind is p.ChatSeen:
                 delivered, read = await service.seen(conversation_id, "visitor", frame.delivered, frame.read)
                 self._publish(agents_topic(conversation_id),
@@ -185,6 +206,8 @@ class HubChat:
             elif kind is p.ChatEnd:
                 await self._end(conversation_id, "visitor")
             elif kind is p.ChatSurvey:
+                if not self.settings.survey:
+                    raise ChatError("survey_disabled", "this site asks for no rating")
                 await service.survey(conversation_id, frame.rating, frame.comment)
                 connection.send(await self._state(conversation_id, for_agents=False))
 
@@ -199,9 +222,12 @@ class HubChat:
     # ----- agents ------------------------------------------------------------------
 
     def agent_connected(self, key: str, connection: Connection, agent: AgentIdentity) -> AgentChat:
-        return AgentChat(key=key, connection=connection, agent=agent)
+        chat = AgentChat(key=key, connection=connection, agent=agent)
+        self._agents[key] = chat
+        return chat
 
     def agent_gone(self, chat: AgentChat) -> None:
+        self._agents.pop(chat.key, None)
         if self._watchers.pop(chat.key, None) is not None:
             self.offers_changed()  # availability changed for the widgets' config; lists stay right
         for conversation_id in chat.opened:
@@ -232,7 +258,14 @@ class HubChat:
         if not conversation_id:
             raise ChatError("bad_frame", "say which conversation")
         if kind is p.ChatAccept:
+            before = await service.get(conversation_id)
             await service.accept(conversation_id, _user(agent))
+            if before is not None and before.status == "active" and before.agent_id == agent.user_id:
+                # A repeated accept (a double click, a resend): theirs already; greet once.
+                self._open(chat, conversation_id)
+                connection.send(await self._state(conversation_id, for_agents=True))
+                await self._history(connection, conversation_id, 0, notes=True)
+                return
             self._open(chat, conversation_id)
             taken = p.ChatTaken(conversation=conversation_id, by=_participant(agent))
             for watcher in list(self._watchers.values()):
@@ -259,11 +292,20 @@ class HubChat:
             return
         if conversation_id not in chat.opened:
             raise ChatError("not_found", "open or accept this conversation first")
+        if kind in _HOLDER_FRAMES:
+            conversation = await service.get(conversation_id)
+            if conversation is None:
+                raise ChatError("not_found", "no such conversation")
+            if agent.role == "agent" and conversation.agent_id != agent.user_id:
+                # Looking in (or handed on) is not holding: writing is for the holder and supervisors.
+                raise ChatError("forbidden", "this chat is another agent's now")
         if kind is p.ChatSend:
             await self._agent_send(chat, conversation_id, frame, joined)
         elif kind is p.ChatSync:
             await self._history(connection, conversation_id, frame.after, notes=True)
         elif kind is p.ChatTyping:
+            if not self.settings.typing:
+                return
             typing = p.ChatTyping(on=frame.on, conversation=conversation_id, who=agent.name)
             self._publish(visitor_topic(conversation_id), typing)
             self._publish(agents_topic(conversation_id), typing)
@@ -279,11 +321,11 @@ class HubChat:
             department = frame.department or None
             target = frame.agent or None
             await service.transfer(conversation_id, _user(agent), to_user_id=target, department=department)
-            if target is None:
-                self._close(chat, conversation_id)
-                where = f"the {department} team" if department else "another agent"
-            else:
-                where = "another agent"
+            for other in list(self._agents.values()):
+                # The one who handed it on no longer follows it (supervisors keep looking in).
+                if other.agent.user_id == agent.user_id and agent.role == "agent":
+                    self._close(other, conversation_id)
+            where = f"the {department} team" if department and target is None else "another agent"
             await self._system(conversation_id, f"{agent.name} transferred this chat to {where}.", kind="event")
             await self._broadcast_state(conversation_id)
             self.offers_changed()
@@ -292,21 +334,28 @@ class HubChat:
                           joined: dict[str, CobrowseSession]) -> None:
         agent = chat.agent
         command = None if frame.private else _command_of(frame.text)
-        if command is not None:
+        if command is not None and self._command_session(conversation_id, joined) is None:
+            raise ChatError("command_failed", NOT_SHARING)
+        created = await self._send(chat.connection, conversation_id, frame, sender="agent",
+                                   kind="note" if frame.private else ("command" if command else "text"),
+                                   name=agent.name, agent_id=agent.user_id)
+        if command is not None and created:
+            # Run once, after it is stored: a resent message (same id) never navigates twice.
             problem = self._run_command(chat, conversation_id, command, joined)
             if problem is not None:
+                await self._system(conversation_id, f"The page command was not run: {problem}", kind="event")
                 raise ChatError("command_failed", problem)
-        await self._send(chat.connection, conversation_id, frame, sender="agent",
-                         kind="note" if frame.private else ("command" if command else "text"),
-                         name=agent.name, agent_id=agent.user_id)
+
+    def _command_session(self, conversation_id: str, joined: dict[str, CobrowseSession]) -> CobrowseSession | None:
+        return next((s for s in joined.values() if s.ended is None
+                     and self._linked.get(s.id) == conversation_id), None)
 
     def _run_command(self, chat: AgentChat, conversation_id: str, command: tuple[str, str],
                      joined: dict[str, CobrowseSession]) -> str | None:
         """``goto: url`` / ``open: url``: the co-browse command on the visitor's latest tab."""
-        session = next((s for s in joined.values() if s.ended is None
-                        and self._linked.get(s.id) == conversation_id), None)
+        session = self._command_session(conversation_id, joined)
         if session is None:
-            return "the visitor is not sharing their page with you; commands need a shared page and control"
+            return NOT_SHARING
         tab = _current_tab(session)
         if tab is None:
             return "the visitor has no open tab"
@@ -404,14 +453,14 @@ class HubChat:
         self.hub.broker.publish(agents_topic(conversation_id), frame)
 
     async def _history(self, connection: Connection, conversation_id: str, after: int, *, notes: bool) -> None:
-        after = max(0, after)
-        while True:
-            messages, more = await self.service.history(conversation_id, after, notes=notes, limit=HISTORY_PAGE)
-            connection.send(p.ChatHistory(conversation=conversation_id,
-                                          messages=[self.service.wire(m) for m in messages], more=more))
-            if not more or not messages:
-                return
-            after = messages[-1].seq
+        """One page of messages after ``after``; with ``more``, the client asks for the next
+        (so a long conversation never floods a socket's outbox in one go)."""
+        if connection.closed:
+            return
+        messages, more = await self.service.history(conversation_id, max(0, after), notes=notes,
+                                                    limit=HISTORY_PAGE)
+        connection.send(p.ChatHistory(conversation=conversation_id,
+                                      messages=[self.service.wire(m) for m in messages], more=more))
 
     async def _state(self, conversation_id: str, *, for_agents: bool) -> p.ChatState:
         conversation = await self.service.get(conversation_id)
@@ -501,7 +550,7 @@ class HubChat:
         for watcher in watchers:
             if watcher.connection.closed:
                 continue
-            mine = [c for c in waiting if watcher.available and _may_take(watcher, c.department)]
+            mine = [c for c in waiting if watcher.available and _may_take(watcher, c.department)][:MAX_OFFERS]
             watcher.connection.send(p.ChatOffers(offers=[
                 p.ChatOffer(conversation=c.id, name=c.visitor_name, department=c.department, url=c.url or "",
                             since=_timestamp(c.created_at), preview=previews.get(c.id, ""))
@@ -533,6 +582,9 @@ class HubChat:
             self._offers_timer = None
         if self._offers_task is not None:
             self._offers_task.cancel()
+
+
+_HOLDER_FRAMES = frozenset({p.ChatSend, p.ChatEnd, p.ChatTransfer})
 
 
 def _may_take(watcher: AgentChat, department: str) -> bool:

@@ -11,7 +11,7 @@ docs/protocol.md describes the conversation; keep the two in step.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 import msgspec
 
@@ -145,6 +145,7 @@ class Marker(msgspec.Struct, omit_defaults=True):
     scroll: bool = True  # scroll the visitor's page to it when it is off-screen
     points: list[tuple[float, float]] = []  # draw: polyline in the anchor's box, 0..1 each way
     by: str = ""  # set by the hub: who placed it
+    agent: int = 0  # set by the hub, in agents' copies only: the placing agent's user id ("is it mine?")
 
 
 class MarkerAdd(Message, tag="mark"):
@@ -168,6 +169,7 @@ class Laser(Message, tag="laser"):
     x: float = 0.5
     y: float = 0.5
     by: str = ""  # set by the hub when relaying: whose pointer it is
+    agent: int = 0  # set by the hub, in agents' copies only: whose pointer (user id)
 
 
 class ControlRequest(Message, tag="control_request"):
@@ -358,6 +360,8 @@ class Error(Message, tag="error"):
 # never markup.
 
 MAX_CHAT_TEXT = 4000
+# A seq a client sends back: a JSON number JavaScript holds exactly (bigger ones are refused as bad frames).
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 MAX_FIELD = 500  # pre-chat field values
 
 
@@ -408,7 +412,7 @@ class ChatResume(Message, tag="chat_resume"):
     """Continue this visitor's conversation in this tab (after a page load or reconnect)."""
 
     token: str
-    after: int = 0  # highest seq this tab holds; the hub answers with `chat_history` after it
+    after: Seq = 0  # highest seq this tab holds; the hub answers with `chat_history` after it
 
 
 class LeaveMessage(Message, tag="leave_message"):
@@ -424,7 +428,7 @@ class LeaveMessage(Message, tag="leave_message"):
 
 class ChatSurvey(Message, tag="chat_survey"):
     conversation: str = ""  # visitor: omitted (their own)
-    rating: int = 0  # 1..5
+    rating: Annotated[int, msgspec.Meta(ge=0, le=5)] = 0  # 1..5
     comment: str = ""
 
 
@@ -441,7 +445,7 @@ class ChatSend(Message, tag="chat_send"):
 class ChatSync(Message, tag="chat_sync"):
     """Everything after ``after`` (on every reconnect, for every open view)."""
 
-    after: int = 0
+    after: Seq = 0
     conversation: str = ""
 
 
@@ -455,8 +459,8 @@ class ChatTyping(Message, tag="chat_typing"):
 class ChatSeen(Message, tag="chat_seen"):
     """Messages of the other side received (delivered) and shown (read), up to a seq."""
 
-    delivered: int = 0
-    read: int = 0
+    delivered: Seq = 0
+    read: Seq = 0
     conversation: str = ""
     by: str = ""  # set by the hub: visitor | agent
 
@@ -484,7 +488,7 @@ class ChatOpen(Message, tag="chat_open"):
     """Open a conversation already taken (a reload, a supervisor looking in)."""
 
     conversation: str
-    after: int = 0
+    after: Seq = 0
 
 
 class ChatClose(Message, tag="chat_close"):

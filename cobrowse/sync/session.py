@@ -372,12 +372,12 @@ class CobrowseSession:
         if marker.id not in tab.markers and len(tab.markers) >= MAX_MARKERS:
             return [_error(key, "too_many", f"a tab holds at most {MAX_MARKERS} markers; clear some", "mark")]
         self.last_activity = now
-        marker = msgspec.structs.replace(marker, by=participant.viewer.name)
+        marker = msgspec.structs.replace(marker, by=participant.viewer.name, agent=participant.user_id)
         tab.markers[marker.id] = marker
         self._record(now, "marker_placed", participant.user_id, tab=tab.id, id=marker.id, kind=marker.kind,
                      note=marker.note, pinned=marker.pinned, url=tab.url)
-        frame = self._mark_frame(tab, marker)
-        return [Outgoing(Audience.VISITOR_TAB, frame, tab.id), Outgoing(Audience.AGENTS, frame)]
+        return [Outgoing(Audience.VISITOR_TAB, self._mark_frame(tab, marker, for_visitor=True), tab.id),
+                Outgoing(Audience.AGENTS, self._mark_frame(tab, marker))]
 
     def unmark(self, key: str, tab_id: str, marker_id: str | None, now: float) -> list[Outgoing]:
         """An agent clears one marker of a tab (or every one: ``marker_id`` None)."""
@@ -433,14 +433,18 @@ class CobrowseSession:
         tab.markers = {m.id: m for m in tab.markers.values() if m.pinned}
         if dropped:
             self._record(now, "marker_cleared", None, tab=tab.id, ids=dropped, by="navigation")
-        frames: list[Message] = [MarkerRemove(session=self.id, tab=tab.id)]
-        frames += [self._mark_frame(tab, marker) for marker in tab.markers.values()]
-        out = [Outgoing(Audience.AGENTS, frame) for frame in frames]
+        clear = MarkerRemove(session=self.id, tab=tab.id)
+        out = [Outgoing(Audience.AGENTS, clear)]
+        out += [Outgoing(Audience.AGENTS, self._mark_frame(tab, marker)) for marker in tab.markers.values()]
         if notify_visitor:
-            out += [Outgoing(Audience.VISITOR_TAB, frame, tab.id) for frame in frames]
+            out.append(Outgoing(Audience.VISITOR_TAB, clear, tab.id))
+            out += [Outgoing(Audience.VISITOR_TAB, self._mark_frame(tab, marker, for_visitor=True), tab.id)
+                    for marker in tab.markers.values()]
         return out
 
-    def _mark_frame(self, tab: Tab, marker: Marker) -> MarkerAdd:
+    def _mark_frame(self, tab: Tab, marker: Marker, for_visitor: bool = False) -> MarkerAdd:
+        if for_visitor and marker.agent:
+            marker = msgspec.structs.replace(marker, agent=0)  # agents' user ids stay among agents
         return MarkerAdd(session=self.id, tab=tab.id, marker=marker)
 
     def laser(self, key: str, frame: Laser) -> list[Outgoing]:
@@ -455,7 +459,8 @@ class CobrowseSession:
             return [_error(key, "bad_frame", "the laser's anchor is not valid", "laser")]
         relay = Laser(session=self.id, tab=tab.id, anchor=frame.anchor, x=_unit(frame.x), y=_unit(frame.y),
                       by=participant.viewer.name)
-        return [Outgoing(Audience.VISITOR_TAB, relay, tab.id), Outgoing(Audience.OTHER_AGENTS, relay, key)]
+        to_agents = msgspec.structs.replace(relay, agent=participant.user_id)
+        return [Outgoing(Audience.VISITOR_TAB, relay, tab.id), Outgoing(Audience.OTHER_AGENTS, to_agents, key)]
 
     # ----- shared control -----------------------------------------------------------
 
@@ -547,7 +552,8 @@ class CobrowseSession:
     def visitor_restore(self, tab_id: str, now: float) -> list[Message]:
         """What a visitor tab's new connection needs after `welcome`: its markers, and control."""
         tab = self.tabs.get(tab_id)
-        frames: list[Message] = [self._mark_frame(tab, m) for m in tab.markers.values()] if tab else []
+        frames: list[Message] = ([self._mark_frame(tab, m, for_visitor=True) for m in tab.markers.values()]
+                                 if tab else [])
         return frames + self._control_frames(now)
 
     def agent_input(self, key: str, frame: AgentInput, now: float) -> list[Outgoing]:

@@ -702,3 +702,30 @@ async def test_commands_goto_and_refused_urls(page, context, watch, demo_service
         await watch.assert_clean()
     finally:
         await s.close()
+
+
+async def test_control_types_into_rich_text_editors_as_plain_text(page, watch, demo_service, console_login):
+    """contenteditable editors take the agent's text through the browser's own editing
+    command (the editor's listeners see a normal edit), as text, never as markup; a masked
+    editor is refused like a masked field."""
+    s = await Session.start(page, demo_service, console_login, "/")
+    try:
+        await page.evaluate("""() => {
+            const editor = document.createElement('div');
+            editor.id = 'editor'; editor.contentEditable = 'true'; editor.textContent = 'old text';
+            editor.addEventListener('input', (e) => { window.__edits = (window.__edits || 0) + 1; });
+            const secret = document.createElement('div');
+            secret.id = 'secret-editor'; secret.contentEditable = 'true'; secret.dataset.cobrowseMask = '';
+            secret.textContent = 'private';
+            document.querySelector('main, body').prepend(editor, secret);
+        }""")
+        await s.take_control(allow_submit=False)
+        await s.send_input("input", "#editor", value="Hello <b>there</b>")
+        await expect(page.locator("#editor")).to_have_text("Hello <b>there</b>")
+        assert await page.locator("#editor b").count() == 0
+        assert await page.evaluate("() => window.__edits") >= 1, "the editor heard an input event"
+        await s.send_input("input", "#secret-editor", value="typed")
+        assert (await s.refused(1))["reason"] == "masked"
+        await expect(page.locator("#secret-editor")).to_have_text("private")
+    finally:
+        await s.close()

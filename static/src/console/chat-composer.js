@@ -82,6 +82,9 @@ export class Composer {
     form.classList.toggle('is-note', this.note);
     if (!input.disabled) input.placeholder = this.placeholder();
     this.els.send.textContent = this.note ? 'Add note' : 'Send';
+    // Files always reach the visitor: none can be attached to a private note.
+    this.els.attach.disabled = this.note || input.disabled;
+    this.els.attach.title = this.note ? 'Files cannot be private notes' : 'Attach a file';
     if (this.note) this.stopTyping();
     else if (!quiet && input.value.trim()) this.changed();
     if (!quiet) input.focus();

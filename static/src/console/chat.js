@@ -180,6 +180,7 @@ export class ChatController {
       const conv = this.current(true);
       if (!this.canWrite(conv) || !e.dataTransfer || !e.dataTransfer.files.length) return;
       e.preventDefault();
+      if (this.composer && this.composer.note) return; // files always reach the visitor: not in note mode
       this.attach(conv, [...e.dataTransfer.files]);
     });
     document.addEventListener('visibilitychange', () => this.seenAll());
@@ -528,6 +529,10 @@ export class ChatController {
     let added = 0;
     for (const m of frame.messages || []) if (conv.log.add(m)) added++;
     if (added) this.arrived(conv, null);
+    // The hub sends a long history a page at a time: ask for the next one.
+    if (frame.more && (frame.messages || []).length) {
+      this.ctx.send({ t: 'chat_sync', conversation: conv.id, after: conv.log.maxSeq });
+    }
   }
 
   onMessage(frame) {

@@ -331,6 +331,7 @@ function enter(who) {
   els.meRole.hidden = !me.role || me.role == 'agent';
   els.meAvatar.textContent = initials(me.name);
   session.me = me.name;
+  session.meId = me.id;
   document.body.classList.add('is-in');
   if (socket) socket.stop();
   chat.stop();

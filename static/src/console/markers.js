@@ -100,16 +100,19 @@ function show(el, on) {
 
 export class MarkerLayer {
   // host: the tab's panel (.replay-host); replay: its TabReplay;
-  // me(): the agent's own name; onPointer(kind, event, point): pointer events while a tool is on;
+  // me(): the agent's own name; meId(): their user id (markers from the hub carry the
+  // placer's id, so two agents with one display name are still told apart);
+  // onPointer(kind, event, point): pointer events while a tool is on;
   // onRemove(id): the agent clicked a marker's remove button.
-  constructor(host, replay, { me, onPointer, onRemove }) {
+  constructor(host, replay, { me, meId, onPointer, onRemove }) {
     this.host = host;
     this.replay = replay;
     this.me = me;
+    this.meId = meId || (() => 0);
     this.onPointer = onPointer;
     this.onRemove = onRemove;
     this.markers = new Map(); // id -> entry
-    this.lasers = new Map(); // by -> {anchor, x, y, at, dot}
+    this.lasers = new Map(); // whose (agent id or name) -> {anchor, x, y, at, dot}
     this.view = null; // the replay view (page) the markers were last matched to
     this.frameNo = 0;
     this.geometry = null;
@@ -215,12 +218,13 @@ export class MarkerLayer {
   }
 
   // Another agent's laser dot (anchor null: hide it).
-  laser(by, anchor, x, y) {
-    let dot = this.lasers.get(by);
+  // key: whose pointer (the agent's id when the hub sent it; two agents may share a name).
+  laser(by, anchor, x, y, key = by) {
+    let dot = this.lasers.get(key);
     if (!anchor) {
       if (dot) {
         dot.el.remove();
-        this.lasers.delete(by);
+        this.lasers.delete(key);
       }
       return;
     }
@@ -230,7 +234,7 @@ export class MarkerLayer {
       el.style.setProperty('--mk-color', color);
       this.clip.insertBefore(el, this.capture);
       dot = { el };
-      this.lasers.set(by, dot);
+      this.lasers.set(key, dot);
     }
     Object.assign(dot, { anchor, x, y, at: performance.now() });
   }
@@ -461,7 +465,7 @@ export class MarkerLayer {
 
   build(entry) {
     const m = entry.marker;
-    const mine = entry.mine || Boolean(this.me && m.by && m.by == this.me());
+    const mine = entry.mine || (m.agent ? m.agent == this.meId() : Boolean(this.me && m.by && m.by == this.me()));
     const color = colorFor(m.by, mine);
     const who = mine ? 'You' : m.by || 'Another agent';
     const root = h('div', { className: `mk mk-${m.kind}`, 'data-marker': m.id, 'data-kind': m.kind });

@@ -45,6 +45,7 @@ export class SessionController {
     this.request = null; // the join we are waiting for an answer to
     this.rejoinTimer = null;
     this.me = ''; // the agent's display name (set by main.js)
+    this.meId = 0; // the agent's user id (set by main.js)
     this.frameRequest = 0;
     const tools = {
       send: (frame) => ctx.send(frame),
@@ -479,6 +480,7 @@ class SessionView {
     const tools = this.controller.tools;
     return new MarkerLayer(tab.panel, tab.replay, {
       me: () => this.controller.me,
+      meId: () => this.controller.meId,
       onPointer: (type, e, point) => {
         if (this.active == tab.id) tools.pointer(type, e, point);
       },
@@ -495,14 +497,17 @@ class SessionView {
     const me = this.controller.me;
     if (frame.t == 'mark') {
       if (frame.marker) this.controller.tools.confirmed(frame.marker.id);
-      tab.layer.upsert(frame.marker, { mine: Boolean(frame.marker && frame.marker.by && frame.marker.by == me) });
+      const m = frame.marker || {};
+      // The hub stamps the placer's user id: a namesake's marker is not ours.
+      tab.layer.upsert(frame.marker, { mine: m.agent ? m.agent == this.controller.meId : Boolean(m.by && m.by == me) });
     } else if (frame.t == 'unmark') {
       if (frame.id == null) tab.layer.clear();
       else tab.layer.remove(frame.id);
     } else if (frame.t == 'laser') {
-      const by = frame.by || (frame.agent && frame.agent.name) || '';
-      if (by && by == me) return; // our own, drawn as we move
-      tab.layer.laser(by || 'Agent', frame.anchor || null, Number(frame.x) || 0, Number(frame.y) || 0);
+      const by = frame.by || '';
+      if (!frame.agent && by && by == me) return; // our own (an older hub without ids), drawn as we move
+      const key = frame.agent ? 'agent:' + frame.agent : by || 'Agent';
+      tab.layer.laser(by || 'Agent', frame.anchor || null, Number(frame.x) || 0, Number(frame.y) || 0, key);
     }
     if (tab.id == this.active) this.controller.tools.refresh();
   }

@@ -379,7 +379,34 @@ export function control(w) {
     fire(el, 'click', { ...m, detail: 1 }, MouseEvent);
   }
 
+  // A rich-text editor (contenteditable): the agent's text replaces its contents as
+  // plain text, through the browser's own editing command, so the editor's input
+  // handlers and undo history see a normal edit; never as markup.
+  function typeIntoEditable(el, m) {
+    if (isMasked(el)) return 'masked';
+    if (typeof m.value != 'string') return 'bad_value';
+    const host = el.closest('[contenteditable]:not([contenteditable=false])') || el;
+    if (D.activeElement != host) host.focus({ preventScroll: true });
+    const range = D.createRange();
+    range.selectNodeContents(el);
+    const sel = W.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    let done = false;
+    try {
+      done = D.execCommand('insertText', false, m.value);
+    } catch (e) {
+      done = false;
+    }
+    if (!done) {
+      el.textContent = m.value;
+      fire(el, 'input', { cancelable: false, inputType: 'insertReplacementText', data: m.value }, W.InputEvent || Event);
+    }
+    return '';
+  }
+
   function typeInto(el, m) {
+    if (!isField(el) && el.isContentEditable) return typeIntoEditable(el, m);
     if (!isField(el)) return 'not_a_field';
     if (el.disabled || el.readOnly) return 'disabled';
     if (isMasked(el)) return 'masked';
