@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cobrowse.injector import Injector, InsertionScanner, RequestInfo
@@ -251,6 +251,9 @@ def test_property_removing_the_snippet_gives_the_page_back(doc, data):
 @PROPERTY_SETTINGS
 @given(doc=documents, data=st.data())
 def test_property_whole_pipeline_same_as_scanner(doc, data):
+    # A page that starts with a UTF-16 byte order mark gets the tag in UTF-16
+    # (test_injector_page checks that); this property is about byte-level pages.
+    assume(not doc.startswith((b"\xfe\xff", b"\xff\xfe")))
     chunks = data.draw(chunkings(doc))
     out = page_through_plan(doc, chunks)
     assert out.count(SNIPPET) == 1
