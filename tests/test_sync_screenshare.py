@@ -332,6 +332,18 @@ def test_late_agents_and_reloaded_pages_catch_up():
     assert restored[1].timeout == REQUEST_TIMEOUT - 10
 
 
+def test_an_agent_who_joins_after_the_visitor_agreed_gets_no_stream():
+    screens, session = live_screen()
+    session.agent_joined("b1", 3, p.Viewer(name="Ben", role="agent"), None, T0)
+    screens.agent_joined(session, "b1", T0)
+    out = screens.agent_frame(session, "b1", 3, "Ben", signal("offer", sdp=OFFER), T0 + 1)
+    assert errors(out, "b1") == ["not_consented"]
+    assert not of(out, p.Signal, Audience.VISITOR_TAB)
+    # Those the visitor agreed to share with still can (a reloaded console offers again).
+    out = screens.agent_frame(session, "a1", 1, "Anna", signal("offer", sdp=OFFER), T0 + 1)
+    assert of(out, p.Signal, Audience.VISITOR_TAB)
+
+
 def test_the_session_ending_records_what_it_ended():
     screens, session = live_screen()
     assert screens.session_ended(session, T0) == []

@@ -185,6 +185,9 @@ class SessionScreen:
     peers: dict[str, int] = field(default_factory=dict)  # agent connection key -> peer number
     next_peer: int = 1
     limits: dict[str, tuple[TokenBucket, TokenBucket, TokenBucket]] = field(default_factory=dict)
+    # Who the visitor agreed to share with: the agents (user ids) in the session when
+    # they accepted. Someone joining later sees nothing until the visitor agrees again.
+    consented: set[int] = field(default_factory=set)
 
     def active(self) -> list[str]:
         return [m for m, state in self.media.items() if state.state != IDLE]
@@ -275,6 +278,11 @@ class ScreenShares:
         problem = signal_problem(frame)
         if problem is not None:
             return [_error(key, "too_large" if len(frame.sdp) > p.MAX_SDP else "bad_signal", problem, "signal")]
+        participant = session.participants.get(key)
+        if participant is None or participant.user_id not in state.consented:
+            return [] if frame.kind != "offer" else [_error(
+                key, "not_consented", "the visitor agreed to share with the agents there at the time; "
+                "ask them again to include you", "signal")]
         if not self._allow_signal(state, key, frame, now):
             return [_error(key, "rate_limited", "too many signal frames; slow down", "signal")]
         relayed = p.Signal(kind=frame.kind, sdp=frame.sdp, candidate=frame.candidate, session=session.id,
@@ -353,6 +361,7 @@ class ScreenShares:
             state.pending = None
             if answer == "accepted":
                 state.tab, state.connection = tab, connection
+                state.consented = {part.user_id for part in session.participants.values()}
                 for m in request.media:
                     state.media[m] = Media(ACCEPTED, request.key, request.user_id, request.name)
                 relayed = p.ScreenAnswer(state="accepted", session=session.id)
