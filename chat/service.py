@@ -1149,6 +1149,11 @@ class ChatService:
             return _offline(existing), False
         return _offline(row), True
 
+    async def offline_message(self, message_id: int) -> OfflineMessage | None:
+        async with self.db.session(read_only=True) as s:
+            row = await s.get(OfflineMessageRow, message_id)
+        return _offline(row) if row is not None else None
+
     async def offline(self, state: str = "open", limit: int = 200) -> list[OfflineMessage]:
         """Offline messages, newest first: 'open' (not resolved), 'resolved' or 'all'."""
         query = sa.select(OfflineMessageRow).order_by(OfflineMessageRow.created_at.desc(), OfflineMessageRow.id.desc())

@@ -427,3 +427,34 @@ async def test_seqs_past_what_javascript_holds_are_bad_frames(chat_env):
     await visitor.send({"t": "chat_seen", "delivered": 2**63, "read": 0})
     error = await visitor.until("error")
     assert (error["code"], error["re"]) == ("bad_frame", "chat_seen")
+
+
+async def test_goto_in_the_chat_sends_the_visitor_once_with_control(chat_env):
+    env = chat_env
+    anna = await env.agent("anna")
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await env.accepted(anna, conversation)
+    await visitor.send({"t": "share", "name": "Vera"})
+    shared = await visitor.until("shared")
+    await visitor.send({"t": "rr", "seq": 0, "ev": [meta(), full()]})
+    await anna.until("chat_state", conversation=conversation, session=shared["session"])
+    await anna.send({"t": "join", "session": shared["session"]})
+    await anna.until("joined")
+    await anna.send({"t": "control_request", "session": shared["session"]})
+    await visitor.until("control_requested")
+    await visitor.send({"t": "control", "granted": True})
+    await anna.until("control_state", reason="granted")
+
+    cart = f"http://{env.hub.sessions[shared['session']].site}/cart"
+    goto = {"t": "chat_send", "conversation": conversation, "id": "goto-command-1", "text": f"goto: {cart}"}
+    await anna.send(goto)
+    await anna.send(goto)  # resent after a reconnect, say
+    acks = [await anna.until("chat_ack", id="goto-command-1") for _ in range(2)]
+    assert acks[0]["seq"] == acks[1]["seq"]
+    command = await visitor.until("command")
+    assert (command["kind"], command["url"]) == ("goto", cart)
+    seen = await visitor.sync()
+    assert not [f for f in seen if f["t"] == "command"], "a resent command never runs twice"
+    stored, _ = await env.service.history(conversation, 0, notes=True)
+    assert [m.kind for m in stored if m.client_id == "goto-command-1"] == ["command"]

@@ -95,11 +95,27 @@ def add_chat_api(app: web.Application, runtime: ChatRuntime, current_agent: Curr
         if state not in ("open", "resolved", "all"):
             raise _bad("state is open, resolved or all")
         items = await service.offline(state)
+        user = await who(request)
+        mine = await departments_of(user)
+        items = [m for m in items if _in_departments(m.department, mine)]
         return web.json_response({"messages": [_plain(m) for m in items]})
+
+    async def departments_of(user: AgentIdentity) -> set[str] | None:
+        """The departments whose messages this agent handles; None: every one (the offers rule)."""
+        if user.role != "agent":
+            return None
+        departments = set(await service.agent_departments(user.user_id))
+        return departments or None
 
     async def offline_resolve(request: web.Request) -> web.Response:
         user = await who(request)
-        item = await guarded(service.resolve_offline(_int(request.match_info["message_id"]), user))
+        message_id = _int(request.match_info["message_id"])
+        mine = await departments_of(user)
+        if mine is not None:
+            found = await service.offline_message(message_id)
+            if found is None or not _in_departments(found.department, mine):
+                raise _json_error(404, "not_found", "no such message")
+        item = await guarded(service.resolve_offline(message_id, user))
         return web.json_response(_plain(item) if item is not None else {"ok": True})
 
     async def conversations(request: web.Request) -> web.Response:
@@ -164,6 +180,10 @@ def add_chat_api(app: web.Application, runtime: ChatRuntime, current_agent: Curr
     router.add_post("/api/chat/conversations/{conversation_id}/files", upload)
     router.add_get("/api/chat/files/{file_id}", download)
     router.add_get("/api/chat/agents", agents)
+
+
+def _in_departments(department: str, mine: set[str] | None) -> bool:
+    return mine is None or not department or department in mine
 
 
 def _bad(message: str) -> web.HTTPBadRequest:
