@@ -317,6 +317,75 @@ def nginx_proxy_conf(tmp: Path, upstream_port: int, sub_port: int, pass_port: in
 """
 
 
+TRACE_WRAPPER = r"""
+# `cobrowse serve` with timestamps on the way to the first byte of one page (--trace).
+# time.perf_counter is CLOCK_MONOTONIC: the same clock as the bench's client.
+import json, os, sys, time
+sys.path.insert(0, os.getcwd())  # the tree to run: the bench's root or --baseline DIR
+out_path, request_line = sys.argv[1], b"GET " + sys.argv[2].encode() + b" "
+del sys.argv[1:3]
+from cobrowse.proxy.exchange import Exchange
+from cobrowse.proxy.protocol import ClientProtocol
+
+now = time.perf_counter
+stamps = {}  # id(exchange) -> times
+last_request = [0.0]
+
+def wrap(cls, name, make):
+    setattr(cls, name, make(getattr(cls, name)))
+
+def data_received(orig):
+    def f(self, data):
+        if not self.queue and self.tunnel_exchange is None:
+            last_request[0] = now()  # bytes of a new request, read from the visitor
+        orig(self, data)
+    return f
+
+def start(orig):
+    def f(self):
+        if self.head.startswith(request_line):
+            stamps[id(self)] = {"request_read": last_request[0]}
+        orig(self)
+    return f
+
+def first(key, after=True):
+    def make(orig):
+        def f(self, *args, **kwargs):
+            t = stamps.get(id(self))
+            if t is None or key in t:
+                return orig(self, *args, **kwargs)
+            if not after:
+                t[key] = now()
+                return orig(self, *args, **kwargs)
+            had_output = key != "head_written" or bool(self.out)
+            result = orig(self, *args, **kwargs)
+            if had_output:
+                t[key] = now()
+            return result
+        return f
+    return make
+
+def complete(orig):
+    def f(self):
+        orig(self)
+        t = stamps.pop(id(self), None)
+        if t is not None:
+            with open(out_path, "a") as out:
+                out.write(json.dumps(t) + "\n")
+    return f
+
+wrap(ClientProtocol, "data_received", data_received)
+wrap(Exchange, "start", start)
+wrap(Exchange, "_attach", first("request_written"))  # its write to the upstream
+wrap(Exchange, "upstream_data", first("response_read", after=False))
+wrap(Exchange, "_flush", first("head_written"))  # the first write to the visitor
+wrap(Exchange, "_complete", complete)
+
+from cobrowse.cli import main
+sys.exit(main())
+"""
+
+
 AIOHTTP_STATIC = r"""
 # The upstream when nginx is missing: the files, read into memory once, so it stays cheap.
 import mimetypes, os, sys
@@ -434,10 +503,14 @@ class _BigFetch(asyncio.Protocol):
         self.body_bytes = 0
         self.wire_bytes = 0
         self.sample = bytearray()
-        self.t_sent = self.t_first = self.t_headers = self.t_body = self.t_end = None
+        self.t_write_start = self.t_sent = self.t_first = self.t_headers = self.t_body = self.t_end = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        # Times to first byte start when the write returns (t_sent). The write
+        # itself is timed too: the server it wakes may run on our CPU before the
+        # write returns, and then part of its answer falls before t_sent.
+        self.t_write_start = time.perf_counter()
         transport.write(self.request)
         self.t_sent = time.perf_counter()
 
@@ -581,9 +654,11 @@ def measure_big(t: Target, expected_size: int, timeout: float) -> dict:
         "content_length": f.headers.get("content-length"),
         "injected": len(tags) == 1,
         "ttfb_s": f.t_first - f.t_sent,
+        "write_call_s": f.t_sent - f.t_write_start,  # how long the request's write() took in the client
         "first_body_byte_s": (f.t_body - f.t_sent) if f.t_body else None,
         "total_s": f.t_end - f.t_sent,
         "connect_s": f.t_sent - f.t_connect,
+        "t_write_start": f.t_write_start, "t_first": f.t_first, "t_end": f.t_end,  # perf_counter, for --trace
         "rss_pids": pids,
     }
     r["mib_per_s"] = f.body_bytes / MiB / r["total_s"] if r["total_s"] else None
@@ -595,6 +670,33 @@ def measure_big(t: Target, expected_size: int, timeout: float) -> dict:
     elif f.body_bytes - (len(tags[0]) if tags else 0) != expected_size:
         r["error"] = f"body is {f.body_bytes} bytes, expected {expected_size} plus the tag"
     return r
+
+
+# The time to first byte of a proxied page, hop by hop (--trace).
+HOPS = {
+    "to_proxy": ("request_read", "from the start of the client's write until the proxy reads the request"),
+    "request_work": ("request_written", "until the proxy has written the request upstream"),
+    "upstream": ("response_read", "until the proxy reads the first bytes of the response"),
+    "response_work": ("head_written", "until the proxy has written the response head"),
+    "to_client": ("t_first", "until the client reads the first byte"),
+}
+
+
+def trace_hops(path: Path, r: dict) -> dict | None:
+    """The steps cobrowse took for the transfer ``r``, as the time each hop took."""
+    for _ in range(20):  # the proxy notes the exchange just after its last write: it may lag a little
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in reversed(lines):
+            t = json.loads(line)
+            if r["t_write_start"] <= t.get("request_read", 0) <= r["t_end"] and len(t) == 4:
+                t = {"t_write_start": r["t_write_start"], **t, "t_first": r["t_first"]}
+                keys = ["t_write_start"] + [k for k, _ in HOPS.values()]
+                return {hop: t[keys[i + 1]] - t[keys[i]] for i, hop in enumerate(HOPS)}
+        time.sleep(0.005)
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -651,10 +753,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="where to write the JSON results "
                    "(default bench/results/http_proxy-<timestamp>.json)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (pages, configs, logs)")
+    p.add_argument("--trace", action="store_true",
+                   help="time the steps inside cobrowse on the way to each 50 MiB page's first byte, and "
+                        "split its time to first byte into hops (slightly perturbs what it measures)")
+    p.add_argument("--baseline", type=Path, metavar="DIR",
+                   help="also run `cobrowse serve` from another source tree (DIR/cobrowse, say a copy of the "
+                        "code before a change) as one more target: before and after under the same load")
     args = p.parse_args(argv)
     args.only = set(args.only or ["html", "asset", "big"])
     if args.repeat < 1 or args.big_runs < 1 or args.duration < 1 or args.connections < 1 or args.warmup < 0:
         p.error("--repeat, --big-runs, --duration and --connections must be positive, --warmup at least 0")
+    if args.trace and args.only != {"big"}:
+        p.error("--trace slows cobrowse's hot path a little: use it with --only big")
     return args
 
 
@@ -752,13 +862,33 @@ def main(argv: list[str] | None = None) -> int:
         targets = [direct]
         env = {k: v for k, v in os.environ.items() if not k.startswith("COBROWSE_")}
         cob_port = free_port()
-        cob = procs.start("cobrowse", [python, "-m", "cobrowse", "serve", "--upstream", upstream_url,
+        traces: dict[str, Path] = {}
+
+        def cobrowse_argv(key: str) -> list[str]:
+            if not args.trace:
+                return [python, "-m", "cobrowse"]
+            wrapper = tmp / "trace_cobrowse.py"
+            wrapper.write_text(TRACE_WRAPPER)
+            traces[key] = tmp / f"trace-{key}.jsonl"
+            return [python, str(wrapper), str(traces[key]), BIG_PATH]
+
+        cob = procs.start("cobrowse", [*cobrowse_argv("cobrowse"), "serve", "--upstream", upstream_url,
                                        "--listen", f"{HOST}:{cob_port}", "--data-dir", str(tmp / "cobrowse-data"),
                                        "--log-level", "warning"], cwd=ROOT, env=env)
         cobrowse = Target("cobrowse", "cobrowse serve", cob_port, lambda: [cob.pid], injects=True,
                           pages=("html", "asset", "big"))
         targets.append(cobrowse)
         waits = [(cobrowse, cob, PREFIX + "health")]
+        if args.baseline:
+            base_port = free_port()
+            base = procs.start("cobrowse-baseline", [
+                *cobrowse_argv("baseline"), "serve", "--upstream", upstream_url, "--listen", f"{HOST}:{base_port}",
+                "--console-listen", f"{HOST}:{free_port()}", "--data-dir", str(tmp / "baseline-data"),
+                "--log-level", "warning"], cwd=args.baseline, env=env)
+            baseline = Target("baseline", f"cobrowse serve, baseline ({args.baseline})", base_port,
+                              lambda: [base.pid], injects=True, pages=("html", "asset", "big"))
+            targets.append(baseline)
+            waits.append((baseline, base, PREFIX + "health"))
         mitm_proc = None
         if mitmdump:
             m_port = free_port()
@@ -875,6 +1005,8 @@ def main(argv: list[str] | None = None) -> int:
                 k = rep % len(row) if row else 0
                 for t in row[k:] + row[:k]:
                     r = measure_big(t, big_size, timeout=180.0)
+                    if t.key in traces and "ttfb_s" in r:
+                        r["hops"] = trace_hops(traces[t.key], r)
                     big_runs[t.key].append(r)
                     if "error" in r and "ttfb_s" not in r:
                         progress(f"big   {t.label}: ERROR {r['error']}")
@@ -889,11 +1021,14 @@ def main(argv: list[str] | None = None) -> int:
                 big[key] = {"runs": rs,
                             "ttfb_s": median([r["ttfb_s"] for r in ok]),
                             "ttfb_best_s": min([r["ttfb_s"] for r in ok], default=None),
+                            "write_call_s": median([r["write_call_s"] for r in ok]),
                             "first_body_byte_s": median([r["first_body_byte_s"] for r in ok]),
                             "total_s": median([r["total_s"] for r in ok]),
                             "mib_per_s": median([r["mib_per_s"] for r in ok]),
                             "rss_growth_max_kib": max(growth) if growth else None,
                             "injected": all(r["injected"] for r in ok) if ok else None,
+                            "hops": {hop: median([r["hops"][hop] for r in ok if r.get("hops")])
+                                     for hop in HOPS} if any(r.get("hops") for r in ok) else None,
                             "errors": sorted({r["error"] for r in rs if "error" in r})}
         result["big"] = big
 
@@ -1004,24 +1139,38 @@ def render(result: dict, targets: list[Target], args: argparse.Namespace) -> str
     if "big" in args.only:
         lines += [f"### Big page ({c['big_bytes'] / MiB:.0f} MiB HTML, one request, median of "
                   f"{s['big_runs']})", "",
-                  "| target | time to first byte (best) | first body byte | total | MiB/s | RSS growth (max) "
-                  "| injected |",
-                  "|---|---:|---:|---:|---:|---:|---|"]
+                  "| target | time to first byte (best) | TTFB ÷ direct | client's write() | first body byte "
+                  "| total | MiB/s | RSS growth (max) | injected |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        direct_ttfb = big.get("direct", {}).get("ttfb_s")
         for t in targets:
             if "big" not in t.pages:
                 continue
             b = big.get(t.key)
             if not b or b["ttfb_s"] is None:
                 why = t.skipped or t.broken.get("big") or "; ".join((b or {}).get("errors", [])) or "failed"
-                lines.append(f"| {t.label} | not measured: {why} | | | | | |")
+                lines.append(f"| {t.label} | not measured: {why} | | | | | | | |")
                 continue
             g = b["rss_growth_max_kib"]
             inj = "—" if not t.injects else ("yes" if b["injected"] else "**no**")
             lines.append(f"| {t.label} | {fmt_time(b['ttfb_s'])} ({fmt_time(b['ttfb_best_s'])}) | "
+                         f"{'—' if t.key == 'direct' else fmt_ratio(_div(b['ttfb_s'], direct_ttfb))} | "
+                         f"{fmt_time(b['write_call_s'])} | "
                          f"{fmt_time(b['first_body_byte_s'])} | "
                          f"{fmt_time(b['total_s'])} | {b['mib_per_s']:.0f} | "
                          f"{'—' if g is None else f'{g / 1024:.1f} MiB'} | {inj} |")
         lines.append("")
+        traced = [t for t in targets if (big.get(t.key) or {}).get("hops")]
+        if traced:
+            lines += ["Where the time to first byte goes (`--trace`, median of each hop, from the start of "
+                      "the client's write; the medians need not add up to the median of the whole):", "",
+                      "| target | " + " | ".join(HOPS) + " | whole |", "|---|" + "---:|" * (len(HOPS) + 1)]
+            for t in traced:
+                b = big[t.key]
+                whole = median([r["ttfb_s"] + r["write_call_s"] for r in b["runs"] if r.get("hops")])
+                lines.append(f"| {t.label} | " + " | ".join(fmt_time(b["hops"][h]) for h in HOPS)
+                             + f" | {fmt_time(whole)} |")
+            lines += [""] + [f"- *{h}*: {desc}" for h, (_, desc) in HOPS.items()] + [""]
     # goals
     goals, met = result.get("goals", {}), result.get("goals_met", {})
     text = {

@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from cobrowse.config import Site
+from cobrowse.proxy.exchange import Exchange
 
 from conftest import TIMEOUT, RawClient, build_request, echo_app, fetch, upstream_headers
 
@@ -279,6 +280,76 @@ async def test_first_bytes_arrive_before_the_upstream_sends_the_rest(start_app, 
     assert received.endswith(b"</body></html>")
     assert len(SNIPPET.findall(received)) == (1 if headers is NAVIGATE else 0)
     await client.close()
+
+
+def _record_writes_and_scans(monkeypatch) -> list[tuple[str, bytes]]:
+    """What the exchange writes to the visitor and when it starts on a body chunk, in order."""
+    events: list[tuple[str, bytes]] = []
+    flush, on_body = Exchange._flush, Exchange.on_body
+
+    def recording_flush(self):
+        if self.out:
+            events.append(("write", b"".join(bytes(piece) for piece in self.out)))
+        flush(self)
+
+    def recording_on_body(self, body):
+        events.append(("body", bytes(body[:16])))
+        on_body(self, body)
+
+    monkeypatch.setattr(Exchange, "_flush", recording_flush)
+    monkeypatch.setattr(Exchange, "on_body", recording_on_body)
+    return events
+
+
+BIG_HEAD = b"<!doctype html><html><head><title>big</title></head><body>"
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_a_long_page_head_leaves_before_its_body_is_scanned(start_raw, start_proxy, monkeypatch, framing):
+    """Time to first byte: the head of a page longer than one read goes out as soon
+    as it is mapped, even when the upstream sent it together with body bytes."""
+    body = BIG_HEAD + b"<p>" + b"x" * (1024 * 1024) + b"</p></body></html>"
+    first = 48 * 1024
+
+    async def upstream(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        if framing == "content-length":
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n" % len(body)
+            writer.write(head + body[:first])  # one write: head and the start of the page
+            writer.write(body[first:])
+        else:
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
+            writer.write(head + b"%x\r\n%b\r\n" % (first, body[:first]))
+            writer.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(body) - first, body[first:]))
+        await writer.drain()
+
+    port = await start_raw(upstream)
+    service = await start_proxy(f"http://127.0.0.1:{port}")
+    events = _record_writes_and_scans(monkeypatch)
+    response = await fetch(service.port, "GET", "/big", NAVIGATE)
+    assert response.status == 200
+    assert len(SNIPPET.findall(response.body)) == 1
+    assert SNIPPET.sub(b"", response.body) == body
+    kind, written = events[0]
+    assert kind == "write" and written.startswith(b"HTTP/1.1 200 ") and written.endswith(b"\r\n\r\n"), events[:2]
+    assert events[1][0] == "body"
+
+
+async def test_a_short_page_leaves_in_one_write(start_raw, start_proxy, monkeypatch):
+    """A page that fits in one read keeps its head and body in one write: one send, not two."""
+    async def upstream(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%b"
+                     % (len(PAGE), PAGE))
+        await writer.drain()
+
+    port = await start_raw(upstream)
+    service = await start_proxy(f"http://127.0.0.1:{port}")
+    events = _record_writes_and_scans(monkeypatch)
+    response = await fetch(service.port, "GET", "/page", NAVIGATE)
+    injected(response.body)
+    assert [kind for kind, _ in events] == ["body", "write"]
+    assert events[1][1].startswith(b"HTTP/1.1 200 ") and events[1][1].endswith(b"</html>\r\n0\r\n\r\n")
 
 
 BUFFERS_BETWEEN = 40 * 1024 * 1024  # generous bound on socket buffers (two loopback sockets each way) and ours

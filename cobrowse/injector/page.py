@@ -14,7 +14,7 @@ import codecs
 import html
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .charset import BOM_SNIFF_LENGTH, charset_from_content_type, detect_wide_encoding
@@ -74,7 +74,7 @@ class Injector:
             return None  # an encoding we cannot read: leave the page alone rather than break it
 
         nonce = nonce or secrets.token_urlsafe(18)
-        allowance = allowance_for(origin, self.settings.prefix, nonce)
+        prefix = self.settings.prefix
 
         out_coding = None
         if codings and self.settings.recompress and len(codings) == 1 and _accepts(request.accept_encoding, codings[0]):
@@ -91,27 +91,47 @@ class Injector:
                 # Same entity, different bytes: only a weak validator is still true.
                 value = value if value.startswith("W/") else "W/" + value
             elif lname == "content-security-policy":
-                value = rewrite_csp(value, allowance)
+                value = rewrite_csp(value, allowance_for(origin, prefix, nonce))
             new_headers.append((name, value))
         if out_coding:
             new_headers.append(("Content-Encoding", out_coding))
 
-        body = PageRewriter(
-            snippet=self.snippet(nonce, attributes),
-            rewrite_meta_csp=lambda policy: rewrite_csp(policy, allowance),
-            decoder=make_decoder(codings) if codings else None,
-            encoder=make_encoder(out_coding) if out_coding else None,
-            header_charset=charset_from_content_type(content_type or ""),
-            max_hold=self.settings.max_hold,
-        )
-        return PagePlan(new_headers, body, nonce)
+        def build_body() -> PageRewriter:
+            return PageRewriter(
+                snippet=self.snippet(nonce, attributes),
+                rewrite_meta_csp=lambda policy: rewrite_csp(policy, allowance_for(origin, prefix, nonce)),
+                decoder=make_decoder(codings) if codings else None,
+                encoder=make_encoder(out_coding) if out_coding else None,
+                header_charset=charset_from_content_type(content_type or ""),
+                max_hold=self.settings.max_hold,
+            )
+
+        return PagePlan(new_headers, nonce, build_body)
 
 
-@dataclass(slots=True)
 class PagePlan:
-    headers: Headers
-    body: "PageRewriter"
-    nonce: str
+    """How one response is rewritten: its new headers, then its body.
+
+    ``headers`` are final as soon as the plan exists. The body's rewriter
+    (decoder, encoder, scanner) is built on the first use of ``body``, so a
+    shell can send the head before paying for that: zlib and brotli objects
+    are not cheap to make.
+    """
+
+    __slots__ = ("headers", "nonce", "_body", "_build_body")
+
+    def __init__(self, headers: Headers, nonce: str, build_body: "Callable[[], PageRewriter]") -> None:
+        self.headers = headers
+        self.nonce = nonce
+        self._body: PageRewriter | None = None
+        self._build_body = build_body
+
+    @property
+    def body(self) -> "PageRewriter":
+        body = self._body
+        if body is None:
+            body = self._body = self._build_body()
+        return body
 
 
 class PageRewriter:

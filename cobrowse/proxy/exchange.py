@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import TYPE_CHECKING
 
 import httptools
@@ -36,6 +37,10 @@ _PENDING_BODY_LIMIT = 256 * 1024  # request body buffered while connecting, befo
 
 # Framing of the response toward the visitor.
 _LENGTH, _CHUNKED, _UNTIL_CLOSE, _NONE = range(4)
+# A response head waits for the first body chunk, to leave with it in one
+# write, only when the whole body is no longer than this (one read's worth).
+_COALESCE_LIMIT = 256 * 1024
+_yield_cpu = getattr(os, "sched_yield", lambda: None)
 
 
 class Exchange:
@@ -89,7 +94,7 @@ class Exchange:
         self.interim = False
         self.retried = False
         self.up_keep_alive = False
-        self.up_connection = False
+        self.up_connection = False  # a Connection header names more than keep-alive
         self.awaiting_continue = awaiting_continue  # the visitor holds its body back until a 100 Continue
         # Raw relay: responses we never rewrite go to the visitor as the
         # upstream sent them (head lightly edited, body and its framing
@@ -132,8 +137,8 @@ class Exchange:
         self.conn = conn
         self.reused = reused
         conn.exchange = self
+        conn.transport.write(self.head)  # first: the upstream starts work while we set up
         self.parser = httptools.HttpResponseParser(_RawCallbacks(self) if self.raw else self)
-        conn.transport.write(self.head)
         if self.pending_body:
             conn.transport.writelines(self.pending_body)
             self.pending_body = []
@@ -205,7 +210,10 @@ class Exchange:
         self.up_headers.append((name, value))
         lname = name.lower()
         if lname == b"connection":
-            self.up_connection = True
+            # "keep-alive" names only a header that goes anyway: the mapping
+            # need not collect the Connection tokens for that.
+            if value.strip().lower() != b"keep-alive":
+                self.up_connection = True
         elif lname == b"content-length":
             self.up_length = int(value) if value.strip().isdigit() else None
         elif lname == b"transfer-encoding":
@@ -261,6 +269,16 @@ class Exchange:
         elif not self.client.http11:
             headers.append((b"Connection", b"keep-alive"))
         self.out.append(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, _join(headers)))
+        if framing != _NONE and (self.up_length is None or self.up_length > _COALESCE_LIMIT):
+            # A body longer than one read (or of unknown length) goes out in
+            # many writes anyway: the head leaves now, not after the first body
+            # chunk has been decoded and scanned for the insertion point...
+            self._flush()
+            # ...and its reader gets to run now. When that is a process on this
+            # host (a TLS terminator, a local client), our write has just queued
+            # it on our CPU, where it would wait while we relay the body, a
+            # millisecond or more (docs/benchmarks.md). One system call per long page.
+            _yield_cpu()
         if self.method == b"HEAD":
             # The parser cannot be told this answers a HEAD, so it would wait for
             # a body that never comes: the message ends here, and the
