@@ -15,8 +15,23 @@ from collections import OrderedDict
 
 import aiohttp
 import websockets
+from aiohttp import web
 
 WAIT = 10.0
+
+
+async def start_shop_upstream() -> tuple[web.AppRunner, int]:
+    """A one-page HTML site to put the proxy in front of; returns its runner and port."""
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<html><body>shop</body></html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]
 
 
 def client_id() -> str:

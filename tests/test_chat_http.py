@@ -15,9 +15,8 @@ from urllib.parse import quote
 import aiohttp
 import argon2
 import pytest
-from aiohttp import web
 
-from chat_clients import AgentClient, VisitorClient, agent_cookie
+from chat_clients import AgentClient, VisitorClient, agent_cookie, start_shop_upstream
 from cobrowse.config import Department
 from cobrowse.server import Service
 from cobrowse.storage import accounts
@@ -26,22 +25,11 @@ from conftest import make_config
 PASSWORD = "correct horse battery"
 
 
-async def _upstream() -> tuple[web.AppRunner, int]:
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text="<html><body>shop</body></html>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]
 
 
 @pytest.fixture
 async def running(tmp_path):
-    runner, upstream_port = await _upstream()
+    runner, upstream_port = await start_shop_upstream()
     config = dataclasses.replace(
         make_config(f"http://127.0.0.1:{upstream_port}", data_dir=str(tmp_path)),
         departments=(Department(id="sales", name="Sales"), Department(id="support", name="Support")))

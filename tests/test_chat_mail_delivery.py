@@ -16,10 +16,9 @@ from email import policy
 
 import argon2
 import pytest
-from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from chat_clients import AgentClient, VisitorClient, agent_cookie
+from chat_clients import AgentClient, VisitorClient, agent_cookie, start_shop_upstream
 from cobrowse.config import ChatOptions, Department, MailOptions, Site
 from cobrowse.server import Service
 from cobrowse.storage import accounts
@@ -53,17 +52,6 @@ def smtp():
     controller.stop()
 
 
-async def _upstream() -> tuple[web.AppRunner, int]:
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text="<html><body>shop</body></html>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]
 
 
 def _body(message: email.message.EmailMessage) -> str:
@@ -80,7 +68,7 @@ async def _until(predicate, what: str) -> None:
 
 async def test_transcripts_go_once_to_each_address(tmp_path, smtp):
     inbox, smtp_port = smtp
-    runner, upstream_port = await _upstream()
+    runner, upstream_port = await start_shop_upstream()
     base = make_config(data_dir=str(tmp_path), sites=(Site(
         host="*", upstream=f"http://127.0.0.1:{upstream_port}", contact_email="desk@shop.test",
         transcripts_to=("team@shop.test",)),))
@@ -145,7 +133,7 @@ async def test_transcripts_go_once_to_each_address(tmp_path, smtp):
 
 async def test_offline_message_is_mailed_to_the_site(tmp_path, smtp):
     inbox, smtp_port = smtp
-    runner, upstream_port = await _upstream()
+    runner, upstream_port = await start_shop_upstream()
     base = make_config(data_dir=str(tmp_path), sites=(Site(
         host="*", upstream=f"http://127.0.0.1:{upstream_port}", contact_email="desk@shop.test"),))
     config = dataclasses.replace(base, mail=MailOptions(host="127.0.0.1", port=smtp_port,

@@ -22,12 +22,11 @@ import time
 
 import argon2
 import pytest
-from aiohttp import web
 
 from cobrowse.server import Service
 from cobrowse.storage import accounts
 
-from chat_clients import AgentClient, VisitorClient, agent_cookie
+from chat_clients import AgentClient, VisitorClient, agent_cookie, start_shop_upstream
 from conftest import make_config
 
 PASSWORD = "correct horse battery"
@@ -40,17 +39,6 @@ def cheap_hashes():
     accounts.set_password_hasher(previous)
 
 
-async def _upstream() -> tuple[web.AppRunner, int]:
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text="<html><body>shop</body></html>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]
 
 
 def _assert_same_conversation(visitor: VisitorClient, agent: AgentClient) -> None:
@@ -67,7 +55,7 @@ def _assert_same_conversation(visitor: VisitorClient, agent: AgentClient) -> Non
 
 
 async def test_messages_survive_repeated_drops(tmp_path, cheap_hashes):
-    runner, upstream_port = await _upstream()
+    runner, upstream_port = await start_shop_upstream()
     service = Service(make_config(f"http://127.0.0.1:{upstream_port}", data_dir=str(tmp_path)))
     await service.start()
     try:
@@ -145,7 +133,7 @@ async def _wait_listening(port: int, process: subprocess.Popen) -> None:
 
 
 async def test_acknowledged_messages_survive_sigkill(tmp_path, cheap_hashes):
-    runner, upstream_port = await _upstream()
+    runner, upstream_port = await start_shop_upstream()
     proxy_port, console_port = _free_port(), _free_port()
     config_path = tmp_path / "cobrowse.toml"
     config_path.write_text(textwrap.dedent(f"""

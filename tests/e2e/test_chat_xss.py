@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
-import tempfile
 
-import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from playwright.async_api import expect
 
 from chat_clients import VisitorClient
@@ -26,14 +22,11 @@ from chat_clients import VisitorClient
 from .conftest import LOOP_SCOPE
 from .test_chat_console import CHAT_LOG, VISITOR_LOG, accept_offer, agent_says
 from .test_cobrowse_live import (  # noqa: F401  (contexts: fixture)
-    AGENTS,
     LAUNCHER,
     VISITOR_VIEWPORT,
-    Live,
-    _free_port,
-    _login_cookie,
     contexts,
     open_agent,
+    running_live,
 )
 
 pytestmark = pytest.mark.e2e
@@ -58,51 +51,20 @@ WELCOME = ('<p>Welcome <b>friend</b> <img src=x onerror="window.__xss=1"><script
 TRAP = "window.__xss = undefined; window.addEventListener('error', () => {});"
 
 
+def _with_hostile_chat_settings(config):
+    from cobrowse.config import ChatField
+
+    chat = dataclasses.replace(config.chat, prechat=True, welcome_message=WELCOME, fields=(
+        ChatField(name="order", label="Order number"),
+        ChatField(name="topic", label="Topic", type="select", options=("Orders", "<b>Other</b>")),
+    ))
+    return dataclasses.replace(config, chat=chat)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope=LOOP_SCOPE)
 async def xss_live():
-    import argon2
-
-    from cobrowse.config import ChatField, load_config
-    from cobrowse.demo import create_shop_app
-    from cobrowse.server import Service
-    from cobrowse.storage import accounts
-
-    previous = accounts.set_password_hasher(argon2.PasswordHasher.from_parameters(argon2.profiles.CHEAPEST))
-    shop_runner = web.AppRunner(create_shop_app(live_interval=3600.0), access_log=None)
-    await shop_runner.setup()
-    data_dir = tempfile.mkdtemp(prefix="cobrowse-xss-")
-    holder = None
-    try:
-        await web.TCPSite(shop_runner, "127.0.0.1", 0).start()
-        config = load_config(env={}, overrides={
-            "upstream": f"http://127.0.0.1:{shop_runner.addresses[0][1]}",
-            "server.data_dir": data_dir,
-            "server.log_level": "warning",
-            "server.listen": f"127.0.0.1:{_free_port()}",
-            "console.listen": f"127.0.0.1:{_free_port()}",
-        })
-        chat = dataclasses.replace(config.chat, prechat=True, welcome_message=WELCOME, fields=(
-            ChatField(name="order", label="Order number"),
-            ChatField(name="topic", label="Topic", type="select", options=("Orders", "<b>Other</b>")),
-        ))
-        config = dataclasses.replace(config, chat=chat)
-        service = Service(config)
-        await service.start()
-        holder = Live(config, service, f"http://127.0.0.1:{service.port}",
-                      f"http://127.0.0.1:{service.console_port}")
-        for username, (display, role, password) in AGENTS.items():
-            await accounts.create_user(service.db, username, password, role, display)
-        async with aiohttp.ClientSession() as http:
-            for username in AGENTS:
-                holder.cookies[username] = await _login_cookie(http, holder.console_url, username)
+    async with running_live(_with_hostile_chat_settings) as holder:
         yield holder
-    finally:
-        if holder is not None:
-            await holder.service.hub.stop()
-            await holder.service.stop()
-        await shop_runner.cleanup()
-        accounts.set_password_hasher(previous)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def _armed(page) -> list[str]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -109,8 +110,12 @@ class Live:
         return time.monotonic() - started
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope=LOOP_SCOPE)
-async def live():
+@contextlib.asynccontextmanager
+async def running_live(adjust=None):
+    """The demo shop and the whole service on free ports, with the AGENTS logged in.
+
+    ``adjust(config) -> config`` changes the configuration first (another
+    module's own chat settings, say)."""
     import argon2
 
     from cobrowse.config import load_config
@@ -134,6 +139,8 @@ async def live():
             "server.listen": f"127.0.0.1:{proxy_port}",
             "console.listen": f"127.0.0.1:{console_port}",
         })
+        if adjust is not None:
+            config = adjust(config)
         service = Service(config)
         await service.start()
         holder = Live(config, service, f"http://127.0.0.1:{service.port}", f"http://127.0.0.1:{service.console_port}")
@@ -150,6 +157,12 @@ async def live():
         await shop_runner.cleanup()
         accounts.set_password_hasher(previous_hasher)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope=LOOP_SCOPE)
+async def live():
+    async with running_live() as holder:
+        yield holder
 
 
 async def _login_cookie(http: aiohttp.ClientSession, console_url: str, username: str) -> str:
