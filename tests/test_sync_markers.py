@@ -106,6 +106,9 @@ def test_bad_markers_are_refused(marker, problem):
     assert problem in marker_problem(marker)
     out = session.mark("a1", "T", marker, T0)
     assert errors(out) == ["bad_marker"] and len(out) == 1
+    # The error says which marker (and element) it is about, so the console can point at it.
+    assert out[0].message.id == (marker.id[:64] or None)
+    assert out[0].message.node == (marker.anchor.node if marker.anchor.node >= 0 else None)
     assert marker_ids(session) == [] and session.take_records() == []
 
 

@@ -349,6 +349,8 @@ class Error(Message, tag="error"):
     code: str  # bad_frame | too_large | rate_limited | unauthorized | not_found | bad_version | ...
     message: str
     re: str | None = None  # the type of the frame this answers, when known
+    id: str | None = None  # the marker (or message) it is about, when there is one
+    node: int | None = None  # the element it is about (rrweb node id), when there is one
 
 
 # ----- chat (docs/chat.md) -------------------------------------------------------

@@ -364,13 +364,15 @@ class CobrowseSession:
         if participant is None:
             return [_error(key, "not_found", "you are not in that session", "mark")]
         tab = self.tabs.get(tab_id)
+        about = {"id": marker.id[:64] or None, "node": marker.anchor.node if marker.anchor.node >= 0 else None}
         if tab is None or not tab.open:
-            return [_error(key, "not_found", "no such open tab in this session", "mark")]
+            return [_error(key, "not_found", "no such open tab in this session", "mark", **about)]
         problem = marker_problem(marker)
         if problem is not None:
-            return [_error(key, "bad_marker", problem, "mark")]
+            return [_error(key, "bad_marker", problem, "mark", **about)]
         if marker.id not in tab.markers and len(tab.markers) >= MAX_MARKERS:
-            return [_error(key, "too_many", f"a tab holds at most {MAX_MARKERS} markers; clear some", "mark")]
+            return [_error(key, "too_many", f"a tab holds at most {MAX_MARKERS} markers; clear some", "mark",
+                           **about)]
         self.last_activity = now
         marker = msgspec.structs.replace(marker, by=participant.viewer.name, agent=participant.user_id)
         tab.markers[marker.id] = marker
@@ -672,8 +674,9 @@ def _size(events: list[RrwebEvent]) -> int:
     return sum(len(event.data) for event in events) + 40 * len(events)
 
 
-def _error(key: str, code: str, message: str, re: str) -> Outgoing:
-    return Outgoing(Audience.AGENT, Error(code=code, message=message, re=re), key)
+def _error(key: str, code: str, message: str, re: str, id: str | None = None, node: int | None = None) -> Outgoing:
+    """An error for one agent; ``id``/``node``: the marker or element it is about, so the console can point at it."""
+    return Outgoing(Audience.AGENT, Error(code=code, message=message, re=re, id=id, node=node), key)
 
 
 def _who(control: Control) -> dict[str, Any]:

@@ -918,8 +918,10 @@ export class MarkerTools {
   }
 
   // The hub refused a `mark` (they are answered in order): take the oldest unconfirmed one back.
-  rejected() {
-    const first = this.unconfirmed.shift();
+  // id: the refused marker (the hub names it); without one, the oldest still unconfirmed.
+  rejected(id) {
+    const at = id ? this.unconfirmed.findIndex((u) => u.id == id) : 0;
+    const [first] = at >= 0 ? this.unconfirmed.splice(at, 1) : [];
     if (!first) return;
     first.layer.remove(first.id);
     this.refresh();

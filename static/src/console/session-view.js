@@ -225,7 +225,7 @@ export class SessionController {
         else if (frame.re == 'control_request' || frame.re == 'control_release') this.control.onError(frame);
         else if (frame.re == 'input') this.ctx.toast(frame.message ? `Your action was refused: ${frame.message}` : 'Your action was refused.');
         else if (MARKER_ERRORS.has(frame.re)) {
-          if (frame.re == 'mark') this.tools.rejected();
+          if (frame.re == 'mark') this.tools.rejected(frame.id);
           this.ctx.toast(frame.message ? `The marker was refused: ${frame.message}` : 'The marker was refused.');
         }
         else return false;
