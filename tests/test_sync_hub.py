@@ -917,3 +917,21 @@ async def test_a_stalled_agent_past_the_outbox_limit_is_cut_off(env, monkeypatch
         assert all(c.queued < 2_000_000 for c in env.hub._connections)
     finally:
         stalled.close()
+
+
+async def test_a_session_takes_no_more_open_tabs_than_its_limit(env):
+    from cobrowse.sync.session import MAX_TABS
+
+    first, shared = await env.sharing()
+    tabs = [first]
+    for i in range(1, MAX_TABS):
+        peer, welcome = await env.visitor(tab=f"T{i + 1}", resume=shared["resume"])
+        assert welcome["session"] == shared["session"]
+        tabs.append(peer)
+    extra = await env.raw()
+    await extra.send({"t": "hello", "v": 1, "visitor": "V1", "tab": "T-extra", "url": "https://shop.test/",
+                      "resume": shared["resume"]})
+    assert await extra.recv() == {"t": "error", "code": "too_many_tabs",
+                                  "message": "this sharing session has too many open tabs", "re": "hello"}
+    assert await extra.recv() == {"t": "welcome", "v": 1}, "welcomed, but not into the session"
+    assert len(env.hub.sessions[shared["session"]].tabs) == MAX_TABS

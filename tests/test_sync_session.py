@@ -371,3 +371,18 @@ def test_a_tab_new_to_the_hub_goes_on_with_its_own_numbering():
     assert (page.seq, page.reset, len(page.ev)) == (42, True, 4)
     # A known tab keeps the hub's numbering whatever the visitor says.
     assert session.tab_connected("T", "https://shop.test/", "Shop", T0, last_seq=99)[0] == 45
+
+
+def test_a_session_keeps_a_bounded_number_of_tabs():
+    from cobrowse.sync.session import MAX_TABS, CobrowseSession
+
+    session = CobrowseSession("S", "shop.test", "V", "Ada", 0.0)
+    for i in range(MAX_TABS):
+        assert session.room_for_tab(f"T{i}")
+        session.tab_connected(f"T{i}", "https://shop.test/", "Shop", 1.0)
+    assert session.room_for_tab("T0"), "a known tab always comes back"
+    assert not session.room_for_tab("T-new"), "every tab is open: no room"
+    session.tab_disconnected("T3", 2.0, closing=True)
+    session.tick(100.0, idle_timeout=10_000)  # past the grace: T3 counts as closed
+    assert not session.tabs["T3"].open
+    assert session.room_for_tab("T-new") and "T3" not in session.tabs, "the closed tab made room"

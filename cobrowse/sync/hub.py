@@ -307,6 +307,11 @@ class Hub:
                 session = CobrowseSession(session_id, site, state.visitor, hello.name[:p.MAX_TEXT], now)
                 self.sessions[session_id] = session
                 self._publish_queue()
+        if session is not None and session.ended is None and not session.room_for_tab(state.tab):
+            # A session is one visitor: dozens of tabs at once is a script, not a person.
+            connection.send(p.Error(code="too_many_tabs", message="this sharing session has too many open tabs",
+                                    re="hello"))
+            session = None
         if session is not None and session.ended is None:
             self._attach_tab(connection, state, session, now, hello.last_seq)
             have_seq = session.tabs[state.tab].next_seq - 1

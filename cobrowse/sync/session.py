@@ -67,6 +67,7 @@ HARD_BUFFER_LIMIT = 16 * 1024 * 1024
 TAB_GRACE = 15.0  # seconds a tab may be gone (a page load) before it counts as closed
 CONTROL_TIMEOUT = 30.0  # seconds the visitor has to answer a control request
 MAX_MARKERS = 100  # per tab
+MAX_TABS = 32  # tabs a session keeps; closed ones make room for new ones, open ones do not
 MAX_MARKER_ID = 64
 
 
@@ -168,6 +169,17 @@ class CobrowseSession:
         self.records.append(TimelineEntry(now, kind, actor, detail))
 
     # ----- visitor side ----------------------------------------------------------
+
+    def room_for_tab(self, tab_id: str) -> bool:
+        """Whether ``tab_id`` may join: a known tab always; a new one while there is room,
+        made by forgetting the oldest closed tabs (their pages are gone anyway)."""
+        if tab_id in self.tabs or len(self.tabs) < MAX_TABS:
+            return True
+        for old in [t.id for t in self.tabs.values() if not t.open]:
+            if len(self.tabs) < MAX_TABS:
+                break
+            del self.tabs[old]
+        return len(self.tabs) < MAX_TABS
 
     def tab_connected(self, tab_id: str, url: str, title: str, now: float,
                       last_seq: int = -1) -> tuple[int, list[Outgoing]]:
