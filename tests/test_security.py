@@ -451,3 +451,42 @@ async def test_only_wrong_passwords_count_towards_the_login_limit(start_app, sta
             assert refused.value.status == 403
     finally:
         accounts.set_password_hasher(previous)
+
+
+async def test_logging_out_voids_the_cookie_on_the_server(start_app, start_proxy):
+    """A copy of a logged-out cookie (a shared machine, a stolen header) opens nothing:
+    logout ends the login on the server, not only in the browser."""
+    import argon2
+
+    from cobrowse.storage import accounts
+
+    previous = accounts.set_password_hasher(argon2.PasswordHasher.from_parameters(argon2.profiles.CHEAPEST))
+    try:
+        service = await start_proxy(f"http://127.0.0.1:{await start_app(echo_app())}")
+        console = f"http://127.0.0.1:{service.console_port}"
+        await accounts.create_user(service.db, "leaving", "correct horse battery")
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{console}/api/login", json={"username": "leaving",
+                                                                "password": "correct horse battery"},
+                                 headers={"Origin": console}) as response:
+                assert response.status == 200
+                cookie = f"__cobrowse_console={response.cookies['__cobrowse_console'].value}"
+
+        async def me(cookie: str) -> int:
+            async with aiohttp.ClientSession() as fresh:  # no cookie jar: only what is sent here
+                async with fresh.get(f"{console}/api/me", headers={"Cookie": cookie}) as response:
+                    return response.status
+
+        assert await me(cookie) == 200
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{console}/api/logout", headers={"Cookie": cookie, "Origin": console}) as r:
+                assert r.status == 200
+        assert await me(cookie) == 401, "the copy kept after logout is void"
+        async with aiohttp.ClientSession() as http:  # logging in again works at once
+            async with http.post(f"{console}/api/login", json={"username": "leaving",
+                                                                "password": "correct horse battery"},
+                                 headers={"Origin": console}) as response:
+                again = f"__cobrowse_console={response.cookies['__cobrowse_console'].value}"
+        assert await me(again) == 200
+    finally:
+        accounts.set_password_hasher(previous)

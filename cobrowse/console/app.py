@@ -79,6 +79,8 @@ def build_console_app(config: Config, hub: Hub, db: Database, secret: bytes,
         user = await accounts.get_user_by_id(db, checked[0])
         if user is None or user.disabled or not auth.matches(user.password_hash, checked[1]):
             return None
+        if user.logins_valid_after is not None and auth.issued_at(cookie) <= user.logins_valid_after.timestamp():
+            return None  # logged out since
         return AgentIdentity(user.id, user.display_name or user.username, _role(user))
 
     async def page(request: web.Request) -> web.StreamResponse:
@@ -117,6 +119,11 @@ def build_console_app(config: Config, hub: Hub, db: Database, secret: bytes,
         return response
 
     async def logout(request: web.Request) -> web.Response:
+        agent = await current_agent(request)
+        if agent is not None:
+            # Void the login on the server too: a copy of the cookie is worth nothing now
+            # (the agent's other open consoles are logged out as well, within a minute).
+            await accounts.end_logins(db, agent.user_id)
         response = web.json_response({"ok": True})
         response.del_cookie(auth.COOKIE_NAME, path="/")
         return response

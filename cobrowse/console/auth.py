@@ -28,9 +28,19 @@ def _mac(secret: bytes, payload: str) -> str:
 
 
 def issue(secret: bytes, user_id: int, password_hash: str, now: float | None = None) -> str:
-    expires = int((now or time.time()) + SESSION_LIFETIME)
-    payload = f"{user_id}.{expires}.{_fingerprint(password_hash)}"
+    now = now or time.time()
+    expires = int(now + SESSION_LIFETIME)
+    # The issue time (ms) lets a logout void the logins made before it (see issued_at).
+    payload = f"{user_id}.{expires}.{_fingerprint(password_hash)}.{int(now * 1000)}"
     return f"{payload}.{_mac(secret, payload)}"
+
+
+def issued_at(cookie: str) -> float:
+    """When a (verified) cookie was issued, in unix seconds."""
+    fields = cookie.rpartition(".")[0].split(".")
+    if len(fields) >= 4 and fields[3].isdigit():
+        return int(fields[3]) / 1000
+    return int(fields[1]) - SESSION_LIFETIME if len(fields) > 1 and fields[1].isdigit() else 0.0
 
 
 def verify(secret: bytes, cookie: str, now: float | None = None) -> tuple[int, str] | None:

@@ -48,6 +48,7 @@ __all__ = [
     "get_user_by_id",
     "list_users",
     "set_disabled",
+    "end_logins",
     "set_password",
     "normalize_email",
     "normalize_departments",
@@ -273,6 +274,14 @@ async def set_disabled(db: Database, username: str, disabled: bool = True) -> Us
         user = await _require(s, name)
         user.disabled = bool(disabled)
     return user
+
+
+async def end_logins(db: Database, user_id: int) -> None:
+    """Void every console login of this user issued until now (logging out)."""
+    async with db.transaction() as s:
+        user = await s.get(User, user_id)
+        if user is not None:
+            user.logins_valid_after = utcnow()
 
 
 async def set_email(db: Database, username: str, email: str | None) -> User:

@@ -175,6 +175,9 @@ class User(Base):
     # Where chat transcripts go when ``transcripts`` is on (docs/chat.md "Transcripts").
     email: Mapped[str | None] = mapped_column(sa.String(254), default=None)
     transcripts: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Console logins issued before this moment are void: "Log out" ends the login
+    # everywhere its cookie went (cookies are signed, not stored, so this is the lever).
+    logins_valid_after: Mapped[datetime | None] = mapped_column(default=None)
 
     def __repr__(self) -> str:  # never shows the password hash
         state = " disabled" if self.disabled else ""
