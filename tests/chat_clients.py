@@ -104,6 +104,9 @@ class ChatClient:
         elif kind == "chat_history":
             for message in frame["messages"]:
                 self._hold(message)
+            if frame.get("more") and frame["messages"]:
+                # The next page, after this one's last message (as the widget and console do).
+                asyncio.ensure_future(self._next_page(frame["messages"][-1]["seq"]))
         elif kind == "error":
             self.errors.append(frame)
             if frame["code"] == "rate_limited" and self.resending is None:
@@ -115,6 +118,15 @@ class ChatClient:
         known = self.held.get(seq)
         assert known is None or known["id"] == message["id"], f"seq {seq} is {known} and {message}"
         self.held[seq] = message
+
+    async def _next_page(self, after: int) -> None:
+        frame = {"t": "chat_sync", "after": after}
+        if self.conversation is not None and isinstance(self, AgentClient):
+            frame["conversation"] = self.conversation
+        try:
+            await self.write(frame)
+        except (websockets.ConnectionClosed, ConnectionError):
+            pass  # the reconnect resyncs
 
     async def _resend_later(self) -> None:
         await asyncio.sleep(1.1)

@@ -530,8 +530,10 @@ export class ChatController {
     for (const m of frame.messages || []) if (conv.log.add(m)) added++;
     if (added) this.arrived(conv, null);
     // The hub sends a long history a page at a time: ask for the next one.
-    if (frame.more && (frame.messages || []).length) {
-      this.ctx.send({ t: 'chat_sync', conversation: conv.id, after: conv.log.maxSeq });
+    // (After this page's last message, not the newest held: live ones may have come meanwhile.)
+    const page = frame.messages || [];
+    if (frame.more && page.length) {
+      this.ctx.send({ t: 'chat_sync', conversation: conv.id, after: page[page.length - 1].seq });
     }
   }
 

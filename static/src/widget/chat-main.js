@@ -586,8 +586,11 @@ export function install(w, ui) {
     },
     chat_history(m) {
       if (!ours(m)) return;
-      (m.messages || []).forEach(add);
-      if (m.more) send({ t: 'chat_sync', after: maxSeq });
+      const page = m.messages || [];
+      page.forEach(add);
+      // The next page starts after this one, not after the newest message held: live
+      // messages that arrived meanwhile must not hide the ones between.
+      if (m.more && page.length) send({ t: 'chat_sync', after: page[page.length - 1].seq });
       arrived();
     },
     chat_msg(m) {
