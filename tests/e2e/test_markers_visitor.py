@@ -565,12 +565,20 @@ async def test_control_prompt_times_out_by_itself(page, watch, demo_service, con
         await expect(prompt).to_be_hidden(timeout=5000)
         assert s.wire.sent_of("control") == []  # no answer is not an answer: the hub times it out
         await expect(page.locator(NOTICE)).to_be_hidden()
-        # Esc in the prompt declines.
+        # Esc in the prompt declines; focus goes back to where the visitor was.
+        await page.evaluate("""() => {
+            const field = document.createElement('input');
+            field.id = 'typing-here';
+            document.body.prepend(field);
+            field.focus();
+        }""")
         s.inject({"t": "control_requested", "agent": {"name": "Ben", "role": "supervisor"}, "allow_submit": False,
                   "timeout": 20}, await s.tab())
         await expect(prompt).to_be_visible()
+        assert await page.evaluate("() => document.activeElement.id") != "typing-here", "the prompt took focus"
         await page.keyboard.press("Escape")
         await expect(prompt).to_be_hidden()
+        assert await page.evaluate("() => document.activeElement.id") == "typing-here"
         assert s.wire.sent_of("control") == [{"t": "control", "granted": False, "allow_submit": False}]
         await watch.assert_clean()
     finally:

@@ -92,3 +92,30 @@ export const FONT = 'system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",
 //   #cobrowse-root { --cobrowse-accent: #0a7d4f; --cobrowse-accent-text: #fff }
 export const ACCENT = 'var(--cobrowse-accent,#2457d6)';
 export const ACCENT_TEXT = 'var(--cobrowse-accent-text,#fff)';
+
+// A non-modal prompt in our shadow root: shown, it takes focus (the dialog itself,
+// so a stray Enter answers nothing); hidden, it gives focus back to what the
+// visitor had (a field they were typing in, say) if it still held focus.
+export function promptFocus(root, host) {
+  let back = null;
+  return {
+    show(prompt) {
+      const wasHidden = prompt.hidden;
+      prompt.hidden = false;
+      if (wasHidden) {
+        back = document.activeElement;
+        prompt.focus({ preventScroll: true });
+      }
+    },
+    hide(prompt) {
+      const hadFocus = prompt.contains(root.activeElement);
+      prompt.hidden = true;
+      if (hadFocus) {
+        if (back && back != host && back.isConnected && back.focus) back.focus({ preventScroll: true });
+        else if (root.activeElement) root.activeElement.blur();
+      }
+      back = null;
+    },
+  };
+}
+

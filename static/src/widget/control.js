@@ -20,7 +20,7 @@
 //
 // It also shows the widget's short notices ('notice' {text, action: {label, href}}),
 // for commands.js too.
-import { h, icon, adopt, FONT, ACCENT, ACCENT_TEXT } from '../lib/dom.js';
+import { h, icon, adopt, promptFocus, FONT, ACCENT, ACCENT_TEXT } from '../lib/dom.js';
 import { maskPredicate, siteSelectors } from './recorder.js';
 import { viewerName, INFO, CLOSE } from './ui.js';
 
@@ -121,7 +121,7 @@ export function control(w) {
   let asked = null; // the pending control_requested
   let askTimer = 0;
   let applying = false; // an agent's events are being dispatched
-  let refocus = null; // what had focus on the page before the prompt took it
+  const focus = promptFocus(root, host); // to the prompt when it shows, and back after
   let blockedSubmit = false;
 
   const send = (m) => w.share.send(m);
@@ -231,26 +231,14 @@ export function control(w) {
     clearTimeout(askTimer);
     tick();
     hideToast();
-    const wasHidden = prompt.hidden;
-    prompt.hidden = false;
     // Focus the dialog itself (not Allow: a stray Enter must not give control away).
-    if (wasHidden) {
-      refocus = D.activeElement;
-      prompt.focus({ preventScroll: true });
-    }
+    focus.show(prompt);
   }
 
   function closePrompt() {
     clearTimeout(askTimer);
-    const hadFocus = prompt.contains(root.activeElement);
-    prompt.hidden = true;
+    focus.hide(prompt);
     asked = null;
-    // Back to where the visitor was (a field they were typing in, say).
-    if (hadFocus) {
-      if (refocus && refocus != host && refocus.isConnected && refocus.focus) refocus.focus({ preventScroll: true });
-      else if (root.activeElement) root.activeElement.blur();
-    }
-    refocus = null;
   }
 
   function answer(granted) {
@@ -385,8 +373,8 @@ export function control(w) {
   function typeIntoEditable(el, m) {
     if (isMasked(el)) return 'masked';
     if (typeof m.value != 'string') return 'bad_value';
-    const host = el.closest('[contenteditable]:not([contenteditable=false])') || el;
-    if (D.activeElement != host) host.focus({ preventScroll: true });
+    const editor = el.closest('[contenteditable]:not([contenteditable=false])') || el;
+    if (D.activeElement != editor) editor.focus({ preventScroll: true });
     const range = D.createRange();
     range.selectNodeContents(el);
     const sel = W.getSelection();

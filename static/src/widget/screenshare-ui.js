@@ -27,7 +27,7 @@
 //
 // createScreenShare(w) -> {frame(type, m), state(shareState)}: the widget's
 // stub calls frame() for every screen-share frame and state() on 'share:state'.
-import { h, icon, adopt, FONT, ACCENT, ACCENT_TEXT } from '../lib/dom.js';
+import { h, icon, adopt, promptFocus, FONT, ACCENT, ACCENT_TEXT } from '../lib/dom.js';
 import { viewerName, SCREEN, INFO, CLOSE } from './ui.js';
 
 const W = window;
@@ -108,7 +108,7 @@ export function createScreenShare(w) {
   let live = false; // this tab shares the co-browse session
   let asked = null; // the screen_request waiting for the visitor: {by, video, audio}
   let askTimer = 0;
-  let refocus = null;
+  const focus = promptFocus(root, host); // to the prompt when it shows, and back after
   let screen = null; // the MediaStream of getDisplayMedia
   let mic = null; // the MediaStream of getUserMedia in a call
   let shareWith = '';
@@ -231,24 +231,13 @@ export function createScreenShare(w) {
     const secs = Number(m.timeout) > 0 ? Number(m.timeout) : 60;
     askTimer = setTimeout(closePrompt, secs * 1000); // the hub withdraws it too (screen_stop timeout)
     hideNotice();
-    const wasHidden = prompt.hidden;
-    prompt.hidden = false;
-    if (wasHidden) {
-      refocus = document.activeElement;
-      prompt.focus({ preventScroll: true });
-    }
+    focus.show(prompt);
   }
 
   function closePrompt() {
     clearTimeout(askTimer);
-    const hadFocus = prompt.contains(root.activeElement);
-    prompt.hidden = true;
+    focus.hide(prompt);
     asked = null;
-    if (hadFocus) {
-      if (refocus && refocus != host && refocus.isConnected && refocus.focus) refocus.focus({ preventScroll: true });
-      else if (root.activeElement) root.activeElement.blur();
-    }
-    refocus = null;
   }
 
   function decline() {
