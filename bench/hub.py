@@ -17,7 +17,8 @@ sends ``--rate`` frames a second, one incremental event each, with its send time
 in the event data. The load generator (``bench/node/loadgen.mjs``, one Node
 process holding the pairs of both targets) measures relay latency (visitor send
 -> agent receive), checks that each agent gets every frame once and in order and
-that each visitor gets every ack; this script measures the servers' CPU and RSS,
+that each visitor gets every ack (streaming starts once both servers are quiet after
+set-up: cobrowse writes each new session and participant to its database); this script measures the servers' CPU and RSS,
 the generator's CPU and the rest of the machine's CPU over the measured rounds.
 ``--idle N`` then opens N visitor connections to a fresh server of each target,
 which say hello and share and go quiet, and reads the server's RSS with all of
@@ -315,7 +316,7 @@ def measure_level(servers: Servers, procs: ProcessGroup, tmp: Path, pairs: int, 
         config = {"targets": specs, "pairs": pairs, "rate": args.rate, "deflate": args.deflate,
                   "warmup_s": args.warmup, "ramp_s": args.ramp, "rounds": args.rounds,
                   "round_s": args.duration / args.rounds, "drain_s": args.drain,
-                  "connect_concurrency": args.connect_concurrency}
+                  "connect_concurrency": args.connect_concurrency, "wait_go": True}
         lg = LoadGen(procs, tmp, f"loadgen-{pairs}", config)
         turns = len(order) * args.rounds
         deadline = (time.monotonic() + 60 + len(order) * pairs / 10 + len(order) * args.warmup
@@ -331,6 +332,11 @@ def measure_level(servers: Servers, procs: ProcessGroup, tmp: Path, pairs: int, 
                 r["rss_ready_kib"] = rss_kb(r["server_pid"])
                 progress(f"  {TARGETS[target]}: {ev['ready']}/{pairs} pairs ready in {ev['setup_s']:.1f} s"
                          + (f"; set-up errors: {ev['setup_errors']}" if ev["setup_errors"] else ""))
+                if all("ready" in runs[t] for t in order):
+                    for t in order:
+                        runs[t]["settle_s"] = settle(runs[t]["server_pid"])
+                        progress(f"  {TARGETS[t]}: quiet after set-up in {runs[t]['settle_s']:.1f} s")
+                    lg.say("go")
             elif kind == "round_start":
                 pid = runs[target]["server_pid"]
                 marks[target] = (time.monotonic(), cpu_seconds([pid]), cpu_seconds([lg.proc.pid]), machine_busy_s())
@@ -436,6 +442,26 @@ def measure_idle(servers: Servers, procs: ProcessGroup, tmp: Path, target: str, 
 
 # ---------------------------------------------------------------------------
 # profiling (py-spy, cobrowse only)
+
+
+def settle(pid: int, *, below: float = 0.05, window: float = 0.5, limit: float = 60.0) -> float:
+    """Wait until a server is done with what set-up left it, before the rounds measure relaying.
+
+    Set-up is not what the rounds measure: cobrowse records each new session and
+    participant in its database (500 sessions: ~1,500 small transactions), and a
+    first round that overlaps that writing measures both. Quiet here means under
+    ``below`` of a core over ``window`` seconds (nothing streams yet). Returns the
+    seconds waited.
+    """
+    start = time.monotonic()
+    before = cpu_seconds([pid])
+    while time.monotonic() - start < limit:
+        time.sleep(window)
+        now = cpu_seconds([pid])
+        if before is None or now is None or (now - before) / window < below:
+            break
+        before = now
+    return time.monotonic() - start
 
 
 def start_profile(procs: ProcessGroup, tmp: Path, server: dict, seconds: float, round_: int) -> dict:
@@ -775,8 +801,11 @@ def render(result: dict, args: argparse.Namespace) -> str:
                      "idle visitors " + ("offer" if s["idle_deflate_offered"] else "do not offer")
                      + " permessage-deflate; both servers accept it when offered")
     else:
+        settled = ", ".join(f"{TARGETS[t]} {r['settle_s']:.1f} s" for level in result["levels"]
+                            for t, r in level["runs"].items() if r.get("settle_s") is not None)
         lines.append("- load: one Node process (`bench/node/loadgen.mjs`, ws clients) holds the pairs of both targets; "
-                     f"the targets stream in turns ({s['rounds']} rounds of {s['duration_s'] / s['rounds']:g} s each, "
+                     "after set-up, streaming waits until each server is quiet (under 5% of a core: "
+                     f"{settled or 'n/a'}); the targets stream in turns ({s['rounds']} rounds of {s['duration_s'] / s['rounds']:g} s each, "
                      f"A B B A …; {s['warmup_s']:g} s unmeasured before a target's first round, {s['ramp_s']:g} s "
                      f"before the others); each visitor sends {s['rate']:g} frames/s of 1 incremental event; "
                      "permessage-deflate "

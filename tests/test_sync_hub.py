@@ -821,6 +821,54 @@ async def test_a_stalled_agent_does_not_hold_up_the_others(env):
         stalled.close()
 
 
+async def read_server_frames(sock: socket.socket, count: int, kind: str) -> list[dict]:
+    """Read the HTTP upgrade answer, then unmasked server text frames, until ``count`` frames of ``kind``."""
+    loop = asyncio.get_running_loop()
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await loop.sock_recv(sock, 65536)
+    data = data.split(b"\r\n\r\n", 1)[1]
+    frames: list[dict] = []
+    while sum(f["t"] == kind for f in frames) < count:
+        head = 2 + {126: 2, 127: 8}.get(data[1] & 0x7F, 0) if len(data) >= 2 else 2
+        if len(data) >= head:
+            size = data[1] & 0x7F
+            size = int.from_bytes(data[2:head], "big") if head > 2 else size
+            if len(data) >= head + size:
+                assert data[0] == 0x81, "a final, uncompressed text frame"
+                frames.append(msgspec.json.decode(data[head:head + size]))
+                data = data[head + size:]
+                continue
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 5)
+        assert chunk, "the hub closed the socket"
+        data += chunk
+    return frames
+
+
+async def test_frames_wait_behind_a_full_socket_and_keep_their_order(env):
+    """Frames go straight to a socket that takes them; once its buffers are full, the rest wait
+    in the connection's outbox, and everything arrives once, in order, when the agent reads again."""
+    visitor, shared = await env.sharing()
+    sock = await stalled_agent(env.client.port, shared["session"])
+    try:
+        for _ in range(200):
+            if len(env.hub.sessions[shared["session"]].participants) == 1:
+                break
+            await asyncio.sleep(0.01)
+        connection = next(c for c in env.hub._connections if c.peer.startswith("agent"))
+        pad = "x" * 80_000
+        for i in range(2, 102):  # 8 MB: more than the socket buffers hold (the kernel's grow to ~4 MB)
+            await visitor.events(inc(i, pad=pad))
+        await visitor.until("ack", seq=101)
+        assert connection.outbox, "the socket is full: frames wait in the outbox"
+        frames = await read_server_frames(sock, 101, "tab_rr")  # the first page's snapshot, then 2..101
+        got = [n for f in frames if f["t"] == "tab_rr" for n in numbers(f)]
+        assert got[-100:] == list(range(2, 102))
+        assert not connection.outbox and connection.queued == 0
+    finally:
+        sock.close()
+
+
 # ----- agents are checked on every join ---------------------------------------------------------
 
 

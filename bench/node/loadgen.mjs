@@ -551,6 +551,9 @@ async function runPairs() {
     progress(`${t.name}: ${ready}/${config.pairs} pairs ready in ${seconds.toFixed(1)} s`);
     for (const p of t.pairs) if (p.ready) streamHandlers(p);
   }
+  // The driver may first let the servers finish what set-up left them (records
+  // written to a database, say): the rounds measure relaying, not set-up.
+  if (config.wait_go) await waitForLine("go");
 
   // A B B A A B ...: each target's first turn starts with the warm-up.
   const warmed = new Set();
@@ -586,6 +589,15 @@ async function runPairs() {
   emit({ event: "result", mode: "pairs", targets: results });
 }
 
+function waitForLine(word) {
+  return new Promise((resolve) => {
+    const rl = readline.createInterface({ input: process.stdin });
+    const done = () => { rl.close(); resolve(); };
+    rl.on("line", (line) => line.trim() === word && done());
+    rl.on("close", resolve);
+  });
+}
+
 async function runIdle() {
   const n = config.idle;
   const t = new Target(config.targets[0]);
@@ -598,11 +610,7 @@ async function runIdle() {
     setup_errors: summarizeErrors(t.pairs) });
   progress(`${t.name}: ${ready}/${n} idle visitors connected in ${seconds.toFixed(1)} s` +
     (notStarted ? ` (${notStarted} not tried: time limit)` : "") + "; holding");
-  await new Promise((resolve) => {
-    const rl = readline.createInterface({ input: process.stdin });
-    rl.on("line", (line) => line.trim() === "stop" && resolve());
-    rl.on("close", resolve);
-  });
+  await waitForLine("stop");
   const alive = t.pairs.filter((p) => p.ready && !p.visitor.closed).length;
   await closeAll(t.pairs);
   emit({ event: "result", mode: "idle", target: t.name, connections: n, ready, still_open_at_end: alive,

@@ -89,8 +89,9 @@ class TimelineEntry:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(msgspec.Struct, frozen=True, gc=False):
+    """A message and who gets it (a msgspec struct: made for every frame, and built in C)."""
+
     audience: Audience
     message: Message
     key: str | None = None
