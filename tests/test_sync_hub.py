@@ -520,8 +520,31 @@ async def test_visitor_events_reach_the_agent_in_order(env):
         assert frame["seq"] == 4 + len(got) and "reset" not in frame
         got += numbers(frame)
     assert got == list(range(2, 62))
-    acks = [f["seq"] for f in await visitor.sync() if f["t"] == "ack"]
-    assert acks == list(range(6, 64, 3))
+    acks = []
+    while not acks or acks[-1] < 63:
+        acks.append((await visitor.until("ack"))["seq"])
+    assert acks == sorted(set(acks)) and acks[-1] == 63, "cumulative acks, up to the last event"
+
+
+async def test_acks_come_at_once_after_a_quiet_interval_and_together_within_one(env, monkeypatch):
+    monkeypatch.setattr(hub_module, "ACK_INTERVAL", 30.0)
+    visitor, shared = await env.sharing()  # its ack came at once: the socket's first
+    await visitor.events(inc(4), inc(5, 6), inc(7))
+    await visitor.send({"t": "stop"})
+    # Within the interval the acks wait and merge; any other frame takes the waiting one
+    # out first (an ack never arrives after the end of its session).
+    assert await visitor.recv() == {"t": "ack", "seq": 7}
+    assert await visitor.recv() == {"t": "ended", "session": shared["session"], "reason": "visitor_stopped"}
+
+
+async def test_a_waiting_ack_goes_out_at_the_end_of_its_interval(env, monkeypatch):
+    monkeypatch.setattr(hub_module, "ACK_INTERVAL", 0.2)
+    visitor, shared = await env.sharing()
+    await visitor.events(inc(4), inc(5, 6), inc(7))
+    acks = []
+    while not acks or acks[-1] < 7:
+        acks.append((await visitor.until("ack"))["seq"])
+    assert len(acks) <= 2 and acks[-1] == 7, acks  # (4 alone, if this machine took 0.2 s to send it)
 
 
 async def test_late_supervisor_sees_the_current_page(env):
@@ -859,7 +882,7 @@ async def test_frames_wait_behind_a_full_socket_and_keep_their_order(env):
         pad = "x" * 80_000
         for i in range(2, 102):  # 8 MB: more than the socket buffers hold (the kernel's grow to ~4 MB)
             await visitor.events(inc(i, pad=pad))
-        await visitor.until("ack", seq=101)
+        await visitor.until("ack", seq=103)  # (events 2..101 are seq 4..103)
         assert connection.outbox, "the socket is full: frames wait in the outbox"
         frames = await read_server_frames(sock, 101, "tab_rr")  # the first page's snapshot, then 2..101
         got = [n for f in frames if f["t"] == "tab_rr" for n in numbers(f)]

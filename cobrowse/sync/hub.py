@@ -45,6 +45,10 @@ MAX_BAD_FRAMES = 50  # per connection, before we stop listening to it
 LASER_RATE, LASER_BURST = 40.0, 80.0  # laser frames follow the cursor (~30/s): a bucket of their own
 _FRAME_HEAD_16 = struct.Struct("!BBH").pack  # FIN + text opcode, length 126..65535 (RFC 6455 5.2)
 _FRAME_HEAD_64 = struct.Struct("!BBQ").pack
+# A tab's events are acknowledged at once when it had no ack for this long, else
+# together at the end of the interval: acks are cumulative (like TCP's), and one
+# per frame would be a third of the hub's writes for a visitor typing away.
+ACK_INTERVAL = 0.25
 OUTBOX_LIMIT = 64 * 1024 * 1024  # bytes queued for one slow connection before it is dropped
 ENDED_MEMORY = 24 * 3600.0  # how long an ended session's resume token stays refused
 AUTH_RECHECK = 60.0  # seconds (on average) between checks that a connected agent's login still holds (joins: at once)
@@ -89,7 +93,7 @@ class Connection:
     """
 
     __slots__ = ("ws", "outbox", "queued", "wake", "writer", "unsubscribers", "named", "closed", "peer",
-                 "transport", "sending", "frame_writer")
+                 "transport", "sending", "frame_writer", "ack_seq", "ack_sent", "ack_timer")
 
     def __init__(self, ws: web.WebSocketResponse, peer: str, transport: asyncio.BaseTransport | None = None) -> None:
         self.ws = ws
@@ -105,10 +109,18 @@ class Connection:
         self.peer = peer
         self.sending = False  # the writer task is inside a send: frames behind it wait their turn
         self.frame_writer = getattr(ws, "_writer", None)  # aiohttp's, for its state (compression, closing)
+        self.ack_seq = -1  # the seq the next ack to this (visitor) socket carries
+        self.ack_sent = -ACK_INTERVAL
+        self.ack_timer: asyncio.TimerHandle | None = None
 
     def deliver(self, frame: bytes) -> None:
         if self.closed:
             return
+        if self.ack_timer is not None:
+            # A waiting ack goes first: frames keep the order they were made in
+            # (an ack must never arrive after the `ended` of its session, say).
+            self.ack_timer.cancel()
+            self._send_ack()
         if not self.outbox and not self.sending and self._write_now(frame):
             return
         self.outbox.append(frame)
@@ -147,6 +159,23 @@ class Connection:
     def send(self, message: p.Message) -> None:
         self.deliver(p.encode(message))
 
+    def ack(self, seq: int) -> None:
+        """Acknowledge a visitor's events up to ``seq``: now, or with the others of this interval."""
+        self.ack_seq = seq
+        if self.ack_timer is not None:
+            return  # one is due and will carry this seq too
+        loop = asyncio.get_running_loop()
+        wait = self.ack_sent + ACK_INTERVAL - loop.time()
+        if wait > 0:
+            self.ack_timer = loop.call_later(wait, self._send_ack)
+        else:
+            self._send_ack()
+
+    def _send_ack(self) -> None:
+        self.ack_timer = None
+        self.ack_sent = asyncio.get_running_loop().time()
+        self.deliver(p.encode(p.Ack(seq=self.ack_seq)))
+
     async def _write(self) -> None:
         ws = self.ws
         try:
@@ -181,6 +210,9 @@ class Connection:
 
     async def close(self) -> None:
         self.closed = True
+        if self.ack_timer is not None:
+            self.ack_timer.cancel()
+            self.ack_timer = None
         self.unsubscribe()
         for topic in list(self.named):
             self.unsubscribe_named(topic)
@@ -387,7 +419,16 @@ class Hub:
             if len(frame.ev) > p.MAX_EVENTS_PER_BATCH:
                 connection.send(p.Error(code="too_large", message="too many events in one frame", re="rr"))
                 return
-            self._route(session, session.visitor_events(state.tab, frame.seq, frame.ev, now))
+            out = session.visitor_events(state.tab, frame.seq, frame.ev, now)
+            acked = None
+            for item in out:
+                if type(item.message) is p.Ack:
+                    acked = item.message.seq  # to this socket, coalesced (see ACK_INTERVAL)
+            if acked is not None:
+                out = [item for item in out if type(item.message) is not p.Ack]
+            self._route(session, out)
+            if acked is not None:
+                connection.ack(acked)
         elif kind is p.Share:
             if session is not None:
                 return  # already sharing: consent is for the whole session
