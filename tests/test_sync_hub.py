@@ -454,6 +454,16 @@ async def test_agent_joins_by_code(env):
     assert (await agent.recv())["t"] == "tab_rr"
 
 
+async def test_the_code_of_an_ended_session_joins_nothing(env):
+    visitor, shared = await env.sharing()
+    await visitor.send({"t": "stop"})
+    await visitor.until("ended")
+    agent = await env.agent()
+    await agent.send({"t": "join", "code": shared["code"]})
+    assert (await agent.recv())["code"] == "not_found"
+    assert env.hub._codes == {} and env.hub._code_of == {}
+
+
 @pytest.mark.parametrize("join", [{"code": "000000"}, {"session": "nope"}, {}])
 async def test_join_of_nothing_is_not_found(env, join):
     visitor, shared = await env.sharing()
@@ -676,6 +686,18 @@ async def test_idle_timeout_ends_the_session(make_env):
     assert env.hub.sessions == {}
     calls = await env.store.wait_for(3)
     assert calls[-1] == ("ended", shared["session"], "idle_timeout")
+
+
+async def test_the_housekeeping_tick_looks_after_sessions_in_slices(make_env, monkeypatch):
+    monkeypatch.setattr(hub_module, "TICK_SLICE", 2)
+    env = await make_env(idle_timeout=300)
+    visitors = [await env.sharing(visitor=f"V{i}") for i in range(5)]
+    env.clock.now += 400
+    tick(env.hub)
+    assert len(env.hub.sessions) == 3, "the first slice at once, the others in later callbacks"
+    for visitor, shared in visitors:
+        assert await visitor.until("ended") == {"t": "ended", "session": shared["session"], "reason": "idle_timeout"}
+    assert env.hub.sessions == {}
 
 
 async def test_hub_stop_is_a_restart_not_an_end(env):

@@ -49,6 +49,7 @@ _FRAME_HEAD_64 = struct.Struct("!BBQ").pack
 # together at the end of the interval: acks are cumulative (like TCP's), and one
 # per frame would be a third of the hub's writes for a visitor typing away.
 ACK_INTERVAL = 0.25
+TICK_SLICE = 200  # sessions looked after per callback of the 1 s housekeeping tick
 OUTBOX_LIMIT = 64 * 1024 * 1024  # bytes queued for one slow connection before it is dropped
 ENDED_MEMORY = 24 * 3600.0  # how long an ended session's resume token stays refused
 AUTH_RECHECK = 60.0  # seconds (on average) between checks that a connected agent's login still holds (joins: at once)
@@ -93,7 +94,7 @@ class Connection:
     """
 
     __slots__ = ("ws", "outbox", "queued", "wake", "writer", "unsubscribers", "named", "closed", "peer",
-                 "transport", "sending", "frame_writer", "ack_seq", "ack_sent", "ack_timer")
+                 "transport", "sending", "frame_writer", "loop", "ack_seq", "ack_sent", "ack_timer")
 
     def __init__(self, ws: web.WebSocketResponse, peer: str, transport: asyncio.BaseTransport | None = None) -> None:
         self.ws = ws
@@ -108,7 +109,10 @@ class Connection:
         self.closed = False
         self.peer = peer
         self.sending = False  # the writer task is inside a send: frames behind it wait their turn
-        self.frame_writer = getattr(ws, "_writer", None)  # aiohttp's, for its state (compression, closing)
+        writer = getattr(ws, "_writer", None)  # aiohttp's: its state says when not to write past it
+        ok = all(hasattr(writer, name) for name in ("compress", "_closing", "transport"))
+        self.frame_writer = writer if ok else None  # (an aiohttp that changed: always through the outbox)
+        self.loop = asyncio.get_running_loop()
         self.ack_seq = -1  # the seq the next ack to this (visitor) socket carries
         self.ack_sent = -ACK_INTERVAL
         self.ack_timer: asyncio.TimerHandle | None = None
@@ -143,9 +147,10 @@ class Connection:
     def _write_now(self, frame: bytes) -> bool:
         """Write one text frame to the socket if it can go now, uncompressed; False to queue it."""
         writer = self.frame_writer
-        transport = getattr(writer, "transport", None)
-        if (transport is None or writer.compress or getattr(writer, "_closing", True)
-                or transport.is_closing() or transport.get_write_buffer_size()):
+        if writer is None or writer.compress or writer._closing:
+            return False
+        transport = writer.transport
+        if transport.is_closing() or transport.get_write_buffer_size():
             return False
         size = len(frame)
         if size < 126:
@@ -164,16 +169,15 @@ class Connection:
         self.ack_seq = seq
         if self.ack_timer is not None:
             return  # one is due and will carry this seq too
-        loop = asyncio.get_running_loop()
-        wait = self.ack_sent + ACK_INTERVAL - loop.time()
+        wait = self.ack_sent + ACK_INTERVAL - self.loop.time()
         if wait > 0:
-            self.ack_timer = loop.call_later(wait, self._send_ack)
+            self.ack_timer = self.loop.call_later(wait, self._send_ack)
         else:
             self._send_ack()
 
     def _send_ack(self) -> None:
         self.ack_timer = None
-        self.ack_sent = asyncio.get_running_loop().time()
+        self.ack_sent = self.loop.time()
         self.deliver(p.encode(p.Ack(seq=self.ack_seq)))
 
     async def _write(self) -> None:
@@ -241,12 +245,14 @@ class Hub:
         self.sessions: dict[str, CobrowseSession] = {}
         self._ended: dict[str, tuple[str, float]] = {}  # session id -> (reason, when): not to be resumed
         self._codes: dict[str, tuple[str, float]] = {}  # code -> (session id, expires)
+        self._code_of: dict[str, str] = {}  # session id -> its code (while the code lasts)
         self._code_guesses = KeyedLimiter(rate=10 / 600, burst=10)  # per agent and per address
         self.bad_frames = 0  # counted for monitoring
         self._ticker: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
         self._connections: set[Connection] = set()
         self._queue_timer: asyncio.TimerHandle | None = None
+        self._tick_slice: asyncio.Handle | None = None
         self._queue_sent = -QUEUE_INTERVAL  # loop time of the last queue published
         self._queue_watchers: set[Connection] = set()  # agent connections here that sent `watch`
         # Chat (cobrowse/sync/chat.py), when the service has a chat store: set by the server.
@@ -263,6 +269,8 @@ class Hub:
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
+        if self._tick_slice is not None:
+            self._tick_slice.cancel()
         if self._queue_timer is not None:
             self._queue_timer.cancel()
             self._queue_timer = None
@@ -278,20 +286,41 @@ class Hub:
 
     def _tick(self) -> None:
         now = self.clock()
-        for session in list(self.sessions.values()):
-            self._route(session, session.tick(now, self.idle_timeout))
-            self._screen_out(session, self.screens.tick(session, now))
-            if session.ended is not None:
-                self._persist(self.store.session_ended(session.id, session.ended.value) if self.store else None)
-                self._forget(session)
-        for code, (_, expires) in list(self._codes.items()):
+        loop = asyncio.get_running_loop()
+        self._ticker = loop.call_later(1.0, self._tick)
+        for code, (session_id, expires) in list(self._codes.items()):
             if expires < now:
                 del self._codes[code]
+                if self._code_of.get(session_id) == code:
+                    del self._code_of[session_id]
         for session_id, (_, ended) in list(self._ended.items()):
             if now - ended > ENDED_MEMORY:
                 del self._ended[session_id]
         self._code_guesses.sweep(now)
-        self._ticker = asyncio.get_running_loop().call_later(1.0, self._tick)
+        self._tick_sessions(list(self.sessions.values()), 0, now)
+
+    def _tick_sessions(self, sessions: list[CobrowseSession], start: int, now: float) -> None:
+        """Housekeeping of sessions[start:start + TICK_SLICE]; the rest in the next callbacks.
+
+        In slices because one pass over thousands of sessions in a single callback
+        holds every socket up meanwhile (10,000 sessions: ~100 ms each second).
+        """
+        self._tick_slice = None
+        for session in sessions[start:start + TICK_SLICE]:
+            if self.sessions.get(session.id) is not session:
+                continue  # ended meanwhile
+            out = session.tick(now, self.idle_timeout)
+            if out or session.records:
+                self._route(session, out)
+            screen = self.screens.tick(session, now)
+            if screen:
+                self._screen_out(session, screen)
+            if session.ended is not None:
+                self._persist(self.store.session_ended(session.id, session.ended.value) if self.store else None)
+                self._forget(session)
+        if start + TICK_SLICE < len(sessions):
+            self._tick_slice = asyncio.get_running_loop().call_soon(
+                self._tick_sessions, sessions, start + TICK_SLICE, now)
 
     # ----- resume tokens and share codes ------------------------------------------
 
@@ -310,6 +339,7 @@ class Hub:
             if code not in self._codes:
                 expires = now + CODE_TTL
                 self._codes[code] = (session_id, expires)
+                self._code_of[session_id] = code
                 return code, expires
 
     # ----- visitors -------------------------------------------------------------------
@@ -769,9 +799,9 @@ class Hub:
             self.chat.session_gone(session)
         if session.ended is not None:
             self._ended[session.id] = (session.ended.value, self.clock())
-        for code, (session_id, _) in list(self._codes.items()):
-            if session_id == session.id:
-                del self._codes[code]
+        code = self._code_of.pop(session.id, None)
+        if code is not None and self._codes.get(code, ("",))[0] == session.id:
+            del self._codes[code]
         self._publish_queue()
 
     def _screen_out(self, session: CobrowseSession, outgoing: list[Outgoing]) -> None:
