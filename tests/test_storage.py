@@ -417,6 +417,16 @@ async def test_session_errors_and_open_sessions(db):
     with pytest.raises(CobrowseSessionError, match="has ended"):
         await cobrowse_sessions.add_participant(db, record.id, alice.id)
 
+    # After a restart: a session the shutdown ended can go on; one that ended otherwise cannot.
+    assert await cobrowse_sessions.end_reason(db, record.id) is EndReason.server_shutdown
+    assert await cobrowse_sessions.reopen_after_shutdown(db, record.id) is True
+    assert await cobrowse_sessions.end_reason(db, record.id) is None
+    assert (await cobrowse_sessions.get_session(db, record.id)).ended_at is None
+    await cobrowse_sessions.end_session(db, record.id, "visitor_stopped")
+    assert await cobrowse_sessions.reopen_after_shutdown(db, record.id) is False
+    assert await cobrowse_sessions.end_reason(db, record.id) is EndReason.visitor_stopped
+    assert await cobrowse_sessions.end_reason(db, "unknown") is None
+
 
 # --- PostgreSQL (optional: only where a server is installed) ----------------------
 

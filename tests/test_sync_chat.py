@@ -458,3 +458,26 @@ async def test_goto_in_the_chat_sends_the_visitor_once_with_control(chat_env):
     assert not [f for f in seen if f["t"] == "command"], "a resent command never runs twice"
     stored, _ = await env.service.history(conversation, 0, notes=True)
     assert [m.kind for m in stored if m.client_id == "goto-command-1"] == ["command"]
+
+
+async def test_messages_past_the_frame_rate_wait_their_turn_and_keep_their_order(chat_env):
+    """A sender over its frame rate is slowed down, not cut short: a dropped message would be
+    stored after its sender's next ones (it is resent only on a reconnect)."""
+    env = chat_env
+    anna = await env.agent("anna")
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await anna.until("chat_offers")
+    await env.accepted(anna, conversation)
+    count = 80  # an agent's burst is 60 frames, then 20/s
+    for i in range(count):
+        await anna.send({"t": "chat_send", "conversation": conversation, "id": f"fast-{i:03d}", "text": f"n {i}"})
+    acks = []
+    while len(acks) < count:
+        frame = await anna.recv()
+        assert frame["t"] != "error", frame
+        if frame["t"] == "chat_ack":
+            acks.append((frame["id"], frame["seq"]))
+    assert [message_id for message_id, _ in acks] == [f"fast-{i:03d}" for i in range(count)]
+    seqs = [seq for _, seq in acks]
+    assert seqs == sorted(seqs)

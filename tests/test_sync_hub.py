@@ -47,6 +47,12 @@ class FakeStore:
     async def session_ended(self, session_id, reason):
         self.calls.append(("ended", session_id, reason))
 
+    async def end_reason(self, session_id):
+        return next((c[2] for c in reversed(self.calls) if c[:2] == ("ended", session_id)), None)
+
+    async def session_resumed(self, session_id):
+        self.calls.append(("resumed", session_id))
+
     async def participant_joined(self, session_id, user_id, role):
         self.calls.append(("joined", session_id, user_id, role))
 
@@ -742,6 +748,36 @@ async def test_reconnect_before_the_old_socket_is_seen_to_close(env):
     tick(env.hub)
     assert [f for f in await agent.sync() if f["t"] == "tab"] == []
     assert env.hub.sessions[shared["session"]].tabs["T1"].open
+
+
+async def test_a_session_ended_before_a_restart_stays_ended_for_a_stale_tab(make_env):
+    env = await make_env()
+    visitor, shared = await env.sharing()
+    await visitor.send({"t": "stop"})
+    await visitor.until("ended")
+    await env.store.wait_for(2)
+    # A new hub (a restart: nothing in memory) over the same records; a tab that
+    # missed the stop comes back with its token.
+    restarted = await make_env(store=env.store, clock=env.clock)
+    stale = await restarted.raw()
+    await stale.send({"t": "hello", "v": 1, "visitor": "V1", "tab": "T2", "url": "https://shop.test/",
+                      "resume": shared["resume"]})
+    assert await stale.recv() == {"t": "ended", "session": shared["session"], "reason": "visitor_stopped"}
+    assert await stale.recv() == {"t": "welcome", "v": 1}, "welcomed, but not into the session"
+    assert restarted.hub.sessions == {}
+    assert ("resumed", shared["session"]) not in env.store.calls
+
+
+async def test_a_session_a_shutdown_ended_goes_on_and_is_reopened(make_env):
+    env = await make_env()
+    visitor, shared = await env.sharing()
+    env.store.calls.append(("ended", shared["session"], "server_shutdown"))  # what start-up records
+    restarted = await make_env(store=env.store, clock=env.clock)
+    await visitor.close()
+    resumed, welcome = await restarted.visitor(resume=shared["resume"], last_seq=3)
+    assert welcome["session"] == shared["session"]
+    await env.store.wait_for(3)
+    assert env.store.calls[-1] == ("resumed", shared["session"])
 
 
 async def test_hub_restart_resume_then_snapshot(make_env):

@@ -24,6 +24,8 @@ __all__ = [
     "add_participant",
     "participant_left",
     "get_session",
+    "end_reason",
+    "reopen_after_shutdown",
     "list_sessions",
 ]
 
@@ -158,6 +160,28 @@ async def participant_left(
                 CobrowseParticipant.left_at.is_(None),
             )
             .values(left_at=left_at or utcnow())
+        )
+        return result.rowcount > 0
+
+
+async def end_reason(db: Database, session_id: str) -> EndReason | None:
+    """Why a recorded session ended; None while it is open, or if there is no such session."""
+    async with db.session(read_only=True) as s:
+        reason = await s.scalar(sa.select(CobrowseSession.end_reason).where(CobrowseSession.id == session_id))
+    return EndReason(reason) if reason else None
+
+
+async def reopen_after_shutdown(db: Database, session_id: str) -> bool:
+    """A session the last shutdown (or crash) closed goes on: open again, as if never ended.
+
+    Only an end by ``server_shutdown``: a visitor who stopped, an agent who ended
+    and an idle timeout are final. True if the record was reopened.
+    """
+    async with db.transaction() as s:
+        result = await s.execute(
+            sa.update(CobrowseSession)
+            .where(CobrowseSession.id == session_id, CobrowseSession.end_reason == EndReason.server_shutdown)
+            .values(ended_at=None, end_reason=None)
         )
         return result.rowcount > 0
 

@@ -36,8 +36,10 @@ wait for writers in WAL mode. On PostgreSQL both are ordinary transactions.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -66,6 +68,7 @@ log = logging.getLogger("cobrowse.storage")
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 SQLITE_FILENAME = "cobrowse.db"
+_MIGRATION_LOCK = threading.Lock()
 BUSY_TIMEOUT_MS = 10_000  # how long a connection waits for another writer's lock
 
 _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
@@ -116,6 +119,8 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
+        # First, so that the pragmas below wait for another starter's lock too.
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # wait for locks, don't fail at once
         # Write-ahead log: readers never block the writer and vice versa, and a commit
         # is one append to the WAL file.
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -126,7 +131,6 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         # commit fsyncs the WAL. The cost is one fsync per write transaction.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # wait for locks, don't fail at once
     finally:
         cursor.close()
 
@@ -275,7 +279,10 @@ class Database:
     async def _migrate(self) -> None:
         # One migrator at a time when several processes start together: on SQLite the
         # transaction takes the write lock first (BEGIN IMMEDIATE), on PostgreSQL an
-        # advisory lock (see _upgrade_to_head).
+        # advisory lock (see _upgrade_to_head). Within one process, Alembic's `context`
+        # and `op` are module-level proxies: two migrations in two threads at once
+        # swap them under each other, hence the process-wide lock as well.
+        await asyncio.to_thread(_MIGRATION_LOCK.acquire)
         try:
             async with self._immediate(self.engine).begin() as conn:
                 self.previous_revision, self.revision = await conn.run_sync(_upgrade_to_head)
@@ -284,6 +291,8 @@ class Database:
         except (sa.exc.DBAPIError, OSError) as exc:  # unreachable, refused, no such database, ...
             detail = str(getattr(exc, "orig", None) or exc).strip()
             raise StorageError(f"cannot open the database {self.display_url}: {detail}") from None
+        finally:
+            _MIGRATION_LOCK.release()
         if self.previous_revision != self.revision:
             log.info("database %s migrated from %s to %s", self.display_url,
                      self.previous_revision or "(empty)", self.revision)

@@ -51,6 +51,14 @@ class DatabaseSessionStore:
             self._db, site_host=session.site, visitor_id=session.visitor_id, page_url=url[:2048],
             session_id=session.id))
 
+    async def end_reason(self, session_id: str) -> str | None:
+        """Why a recorded session ended (None: open or unknown); read at once, beside the writes."""
+        reason = await records.end_reason(self._db, session_id)
+        return reason.value if reason is not None else None
+
+    async def session_resumed(self, session_id: str) -> None:
+        await self._enqueue(lambda: records.reopen_after_shutdown(self._db, session_id))
+
     async def session_ended(self, session_id: str, reason: str) -> None:
         await self._enqueue(lambda: records.end_session(self._db, session_id, reason))
 

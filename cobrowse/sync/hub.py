@@ -69,6 +69,10 @@ class SessionStore(Protocol):
 
     async def session_started(self, session: CobrowseSession, url: str) -> None: ...
     async def session_ended(self, session_id: str, reason: str) -> None: ...
+    async def end_reason(self, session_id: str) -> str | None:
+        """Why a recorded session ended; None while open or unknown (asked on resuming one this hub does not hold)."""
+    async def session_resumed(self, session_id: str) -> None:
+        """A session this hub did not hold goes on (after a restart): its record is open again."""
     async def participant_joined(self, session_id: str, user_id: int, role: str) -> None: ...
     async def participant_left(self, session_id: str, user_id: int) -> None: ...
     async def record_events(self, session_id: str, events: list[TimelineEntry]) -> None:
@@ -358,13 +362,15 @@ class Hub:
             hello = await self._first_frame(ws, connection, p.visitor_decoder, p.VisitorHello)
             if hello is None:
                 return ws
+            await self._recall_end(hello)
             self._visitor_hello(connection, state, hello, site)
             async for message in ws:
                 if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     break
                 if not limiter.take(self.clock()):
-                    connection.send(p.Error(code="rate_limited", message="too many frames; slow down"))
-                    continue
+                    if not await _waited_for(limiter, message.data, self.clock):
+                        connection.send(p.Error(code="rate_limited", message="too many frames; slow down"))
+                        continue
                 frame = self._decode(connection, p.visitor_decoder, message.data)
                 if frame is None:
                     state.bad_frames += 1
@@ -380,6 +386,29 @@ class Hub:
         finally:
             await self._visitor_gone(connection, state)
         return ws
+
+    async def _recall_end(self, hello: p.VisitorHello) -> None:
+        """Before a resume of a session this hub does not hold: has it ended for good?
+
+        A tab that missed the end (loading a page when the visitor clicked stop, say)
+        still holds the token. This hub remembers recent ends, but not across a
+        restart nor past ENDED_MEMORY: the record does. Only an end by shutdown
+        (this hub's or a crashed one's) lets the session go on.
+        """
+        if not hello.resume or self.store is None:
+            return
+        session_id = self.check_resume(hello.resume, hello.visitor[:64])
+        if session_id is None or session_id in self.sessions or session_id in self._ended:
+            return
+        try:
+            reason = await self.store.end_reason(session_id)
+        except Exception:
+            # The token proves the consent; a stale tab resuming while the database is
+            # away, right after a restart, is a triple coincidence: resume (and say so).
+            log.exception("could not look up how session %s ended; resuming it", session_id)
+            return
+        if reason is not None and reason != EndReason.SERVER_SHUTDOWN.value and session_id not in self.sessions:
+            self._ended[session_id] = (reason, self.clock())
 
     def _visitor_hello(self, connection: Connection, state: "_VisitorState", hello: p.VisitorHello,
                        site: str) -> None:
@@ -403,6 +432,7 @@ class Hub:
                 # proves the consent; a fresh snapshot rebuilds what agents see.
                 session = CobrowseSession(session_id, site, state.visitor, hello.name[:p.MAX_TEXT], now)
                 self.sessions[session_id] = session
+                self._persist(self.store.session_resumed(session_id) if self.store else None)
                 self._publish_queue()
         if session is not None and session.ended is None and not session.room_for_tab(state.tab):
             # A session is one visitor: dozens of tabs at once is a script, not a person.
@@ -567,7 +597,7 @@ class Hub:
                     # Pointer moves have their own, looser bucket; past it they are dropped quietly.
                     if not laser_limiter.take(self.clock()):
                         continue
-                elif not limiter.take(self.clock()):
+                elif not limiter.take(self.clock()) and not await _waited_for(limiter, message.data, self.clock):
                     connection.send(p.Error(code="rate_limited", message="too many frames; slow down"))
                     continue
                 frame = self._decode(connection, p.agent_decoder, message.data)
@@ -855,6 +885,7 @@ _AGENT_SESSION_FRAMES = frozenset({p.MarkerAdd, p.MarkerRemove, p.Laser, p.Contr
                                    p.AgentInput, p.Command})
 _VISITOR_SESSION_FRAMES = frozenset({p.ControlAnswer, p.VisitorUnmark, p.CommandResult, p.InputRefused})
 _LASER_PREFIXES = (b'{"t":"laser"', b'{"t": "laser"')
+_CHAT_PREFIXES = (b'{"t":"chat_', b'{"t": "chat_')
 
 
 async def _uncancelled(coroutine) -> None:
@@ -888,6 +919,28 @@ def _send_uncompressed(ws: web.WebSocketResponse) -> None:
     writer = getattr(ws, "_writer", None)
     if writer is not None and isinstance(getattr(writer, "compress", None), int):
         writer.compress = 0
+
+
+async def _waited_for(limiter: TokenBucket, data: bytes | str, clock: Callable[[], float]) -> bool:
+    """Over its rate, a chat frame waits for its turn instead of being dropped: True once taken.
+
+    Chat is reliable and ordered: a message dropped here would be stored after
+    the sender's next ones (it is resent only on a reconnect). Waiting stops
+    reading this socket, so a sender over the rate is slowed down by TCP
+    itself, and loses nothing. Other frames (pointer, scroll, markers) are
+    dropped with an error: the next one supersedes them.
+    """
+    if not _is_chat(data):
+        return False
+    await asyncio.sleep(limiter.delay(clock()))
+    if not limiter.take(clock()):
+        limiter.tokens -= 1  # its wait was its due; in debt if the clock did not move (a test's)
+    return True
+
+
+def _is_chat(data: bytes | str) -> bool:
+    head = data[:16].encode() if isinstance(data, str) else data[:16]
+    return head.startswith(_CHAT_PREFIXES)
 
 
 def _is_laser(data: bytes | str) -> bool:

@@ -24,6 +24,11 @@ class TokenBucket:
             return True
         return False
 
+    def delay(self, now: float, cost: float = 1.0) -> float:
+        """Seconds until ``take(cost)`` would succeed (0 if it would now)."""
+        self.take(now, 0.0)  # refill
+        return max(0.0, (cost - self.tokens) / self.rate)
+
 
 class KeyedLimiter:
     """One bucket per key (an agent, an address), forgotten once full again."""
