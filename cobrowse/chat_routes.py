@@ -117,11 +117,15 @@ async def receive_upload(request: web.Request, runtime: ChatRuntime, conversatio
         status = 413 if exc.code == "too_large" else 415 if exc.code == "bad_type" else 400
         return _error(status, exc.code, exc.message)
     try:
-        # Shielded: the client going away must not cut the transaction in half.
-        message, created = await asyncio.shield(runtime.service.record_file(
-            conversation_id, uploader=uploader, user_id=user_id, name=saved.name, size=saved.size,
-            content_type=saved.content_type, storage_key=saved.storage_key, sha256=saved.sha256,
-            client_id=client_id, agent_name=name_of_sender))
+        # Stored and published in seq order with the conversation's other messages (see
+        # HubChat.posting); shielded: the client going away must not cut the transaction in half.
+        async with runtime.hub_chat.posting(conversation_id):
+            message, created = await asyncio.shield(runtime.service.record_file(
+                conversation_id, uploader=uploader, user_id=user_id, name=saved.name, size=saved.size,
+                content_type=saved.content_type, storage_key=saved.storage_key, sha256=saved.sha256,
+                client_id=client_id, agent_name=name_of_sender))
+            if created:
+                runtime.hub_chat.file_posted(conversation_id, message)
     except Exception as exc:
         await runtime.files.delete(saved.storage_key)
         code = getattr(exc, "code", None)
@@ -132,7 +136,6 @@ async def receive_upload(request: web.Request, runtime: ChatRuntime, conversatio
     if not created:
         await runtime.files.delete(saved.storage_key)  # a retried upload: the first copy is the message's
     else:
-        runtime.hub_chat.file_posted(conversation_id, message)
         log.info("file %r (%d bytes) sent by %s %s in %s", saved.name, saved.size, uploader,
                  user_id or "", conversation_id)
     wire = runtime.service.wire(message)

@@ -481,3 +481,36 @@ async def test_messages_past_the_frame_rate_wait_their_turn_and_keep_their_order
     assert [message_id for message_id, _ in acks] == [f"fast-{i:03d}" for i in range(count)]
     seqs = [seq for _, seq in acks]
     assert seqs == sorted(seqs)
+
+
+async def test_a_history_page_reaches_the_client_before_live_messages_published_meanwhile(chat_env, monkeypatch):
+    """A client that saw a newer live message before the page, and dropped, would resync after
+    that newer message and never get the page's messages: the page goes first."""
+    env = chat_env
+    anna = await env.agent("anna")
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await anna.until("chat_offers")
+    await env.accepted(anna, conversation)
+    await visitor.sync()
+
+    reading, go_on = asyncio.Event(), asyncio.Event()
+    history = env.service.history
+
+    async def slow_history(*args, **kwargs):
+        result = await history(*args, **kwargs)  # read now, answered later: a busy database
+        reading.set()
+        await go_on.wait()
+        return result
+
+    monkeypatch.setattr(env.service, "history", slow_history)
+    await visitor.send({"t": "chat_sync", "after": 0})
+    await reading.wait()
+    await anna.send({"t": "chat_send", "conversation": conversation, "id": "live-while-reading", "text": "hi"})
+    await anna.until("chat_ack", id="live-while-reading")
+    go_on.set()
+    kinds = []
+    while "chat_msg" not in kinds:
+        frame = await visitor.recv()
+        kinds.append(frame["t"])
+    assert kinds.index("chat_history") < kinds.index("chat_msg")

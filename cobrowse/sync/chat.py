@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -103,6 +104,7 @@ class HubChat:
         self._offers_task: asyncio.Task | None = None
         self._offers_sent = -OFFERS_INTERVAL
         self._offers_dirty = False
+        self._posting: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._idle_task: asyncio.Task | None = None
         # Conversations whose first visitor message has been offered (bounded: see offers).
         self._previewed: set[str] = set()
@@ -412,15 +414,28 @@ class HubChat:
 
     # ----- shared steps ------------------------------------------------------------
 
+    def posting(self, conversation_id: str) -> asyncio.Lock:
+        """Held while a message of this conversation is stored and published.
+
+        Seqs are given at commit. Without the lock, two messages committed as N and
+        N+1 by two sockets can be published N+1 first; a client that reconnects in
+        between resyncs after N+1 and never sees N. (Locks live while in use.)
+        """
+        lock = self._posting.get(conversation_id)
+        if lock is None:
+            lock = self._posting[conversation_id] = asyncio.Lock()
+        return lock
+
     async def _send(self, connection: Connection, conversation_id: str, frame: p.ChatSend, *, sender: str,
                     kind: str, name: str = "", agent_id: int | None = None) -> bool:
-        message, created = await self.service.post(conversation_id, client_id=frame.id, sender=sender,
-                                                   text=frame.text, kind=kind, agent_id=agent_id, name=name)
-        # Committed: now, and only now, the sender may show it as sent.
-        connection.send(p.ChatAck(id=message.client_id, seq=message.seq, at=_timestamp(message.at),
-                                  conversation=conversation_id))
-        if created:
-            self._publish_message(conversation_id, message)
+        async with self.posting(conversation_id):
+            message, created = await self.service.post(conversation_id, client_id=frame.id, sender=sender,
+                                                       text=frame.text, kind=kind, agent_id=agent_id, name=name)
+            # Committed: now, and only now, the sender may show it as sent.
+            connection.send(p.ChatAck(id=message.client_id, seq=message.seq, at=_timestamp(message.at),
+                                      conversation=conversation_id))
+            if created:
+                self._publish_message(conversation_id, message)
         return created
 
     def file_posted(self, conversation_id: str, message) -> None:
@@ -433,11 +448,12 @@ class HubChat:
 
     async def _system(self, conversation_id: str, text: str, *, kind: str = "system", rich: Any = None,
                       client_id: str | None = None) -> None:
-        message, created = await self.service.post(
-            conversation_id, client_id=client_id or f"sys-{secrets.token_urlsafe(12)}", sender="system",
-            text=text, kind=kind, rich=rich)
-        if created:
-            self._publish_message(conversation_id, message)
+        async with self.posting(conversation_id):
+            message, created = await self.service.post(
+                conversation_id, client_id=client_id or f"sys-{secrets.token_urlsafe(12)}", sender="system",
+                text=text, kind=kind, rich=rich)
+            if created:
+                self._publish_message(conversation_id, message)
 
     async def _welcome(self, conversation_id: str, agent: AgentIdentity) -> None:
         settings = self.settings
@@ -457,10 +473,21 @@ class HubChat:
         (so a long conversation never floods a socket's outbox in one go)."""
         if connection.closed:
             return
-        messages, more = await self.service.history(conversation_id, max(0, after), notes=notes,
-                                                    limit=HISTORY_PAGE)
-        connection.send(p.ChatHistory(conversation=conversation_id,
-                                      messages=[self.service.wire(m) for m in messages], more=more))
+        # Live messages published while the page is read wait behind it: a client that saw a
+        # newer message first, and dropped before the page came, would resync after that
+        # newer one and never ask for the page's messages again.
+        holding = connection.hold()
+        frame = None
+        try:
+            messages, more = await self.service.history(conversation_id, max(0, after), notes=notes,
+                                                        limit=HISTORY_PAGE)
+            frame = p.encode(p.ChatHistory(conversation=conversation_id,
+                                           messages=[self.service.wire(m) for m in messages], more=more))
+        finally:
+            if holding:
+                connection.release(frame)
+            elif frame is not None:
+                connection.deliver(frame)
 
     async def _state(self, conversation_id: str, *, for_agents: bool) -> p.ChatState:
         conversation = await self.service.get(conversation_id)

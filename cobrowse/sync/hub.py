@@ -98,7 +98,7 @@ class Connection:
     """
 
     __slots__ = ("ws", "outbox", "queued", "wake", "writer", "unsubscribers", "named", "closed", "peer",
-                 "transport", "sending", "frame_writer", "loop", "ack_seq", "ack_sent", "ack_timer")
+                 "transport", "sending", "frame_writer", "loop", "ack_seq", "ack_sent", "ack_timer", "held")
 
     def __init__(self, ws: web.WebSocketResponse, peer: str, transport: asyncio.BaseTransport | None = None) -> None:
         self.ws = ws
@@ -120,9 +120,13 @@ class Connection:
         self.ack_seq = -1  # the seq the next ack to this (visitor) socket carries
         self.ack_sent = -ACK_INTERVAL
         self.ack_timer: asyncio.TimerHandle | None = None
+        self.held: list[bytes] | None = None  # frames waiting behind an answer being prepared (see hold)
 
     def deliver(self, frame: bytes) -> None:
         if self.closed:
+            return
+        if self.held is not None:
+            self.held.append(frame)
             return
         if self.ack_timer is not None:
             # A waiting ack goes first: frames keep the order they were made in
@@ -167,6 +171,22 @@ class Connection:
 
     def send(self, message: p.Message) -> None:
         self.deliver(p.encode(message))
+
+    def hold(self) -> bool:
+        """Frames delivered from now on wait until ``release``: for an answer that must reach the
+        client before them (a chat history read from the database). False if already holding."""
+        if self.held is not None:
+            return False
+        self.held = []
+        return True
+
+    def release(self, first: bytes | None = None) -> None:
+        """``first`` goes out, then what waited, in order."""
+        held, self.held = self.held or [], None
+        if first is not None:
+            self.deliver(first)
+        for frame in held:
+            self.deliver(frame)
 
     def ack(self, seq: int) -> None:
         """Acknowledge a visitor's events up to ``seq``: now, or with the others of this interval."""
