@@ -282,7 +282,8 @@ class Database:
         # advisory lock (see _upgrade_to_head). Within one process, Alembic's `context`
         # and `op` are module-level proxies: two migrations in two threads at once
         # swap them under each other, hence the process-wide lock as well.
-        await asyncio.to_thread(_MIGRATION_LOCK.acquire)
+        while not _MIGRATION_LOCK.acquire(blocking=False):
+            await asyncio.sleep(0.01)  # (not a thread blocked on it: a cancelled start must not keep it)
         try:
             async with self._immediate(self.engine).begin() as conn:
                 self.previous_revision, self.revision = await conn.run_sync(_upgrade_to_head)
