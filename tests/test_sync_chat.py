@@ -74,6 +74,14 @@ class ChatEnv:
         await agent.send({"t": "chat_accept", "conversation": conversation})
         await agent.until("chat_state", conversation=conversation, status="active")
 
+    async def active_chat(self) -> tuple[Peer, Peer, str]:
+        """Anna has accepted Vera's chat: (anna, visitor, conversation id)."""
+        anna = await self.agent("anna")
+        visitor = await self.visitor()
+        conversation = (await self.started(visitor))["conversation"]
+        await self.accepted(anna, conversation)
+        return anna, visitor, conversation
+
 
 @pytest.fixture
 async def chat_env(aiohttp_client, tmp_path):
@@ -174,10 +182,7 @@ async def test_a_chat_from_start_to_end(chat_env):
 
 async def test_a_retried_message_is_stored_and_shown_once(chat_env):
     env = chat_env
-    anna = await env.agent("anna")
-    visitor = await env.visitor()
-    conversation = (await env.started(visitor))["conversation"]
-    await env.accepted(anna, conversation)
+    anna, visitor, conversation = await env.active_chat()
     for _ in range(3):
         await visitor.send({"t": "chat_send", "id": "same-id-123", "text": "hello"})
     acks = [await visitor.until("chat_ack", id="same-id-123") for _ in range(3)]
@@ -289,10 +294,7 @@ async def test_agents_open_only_what_they_may(chat_env):
 
 async def test_sharing_from_the_chat_links_the_session(chat_env):
     env = chat_env
-    anna = await env.agent("anna")
-    visitor = await env.visitor()
-    conversation = (await env.started(visitor))["conversation"]
-    await env.accepted(anna, conversation)
+    anna, visitor, conversation = await env.active_chat()
     await visitor.send({"t": "share", "name": "Vera"})
     shared = await visitor.until("shared")
     state = await anna.until("chat_state", conversation=conversation, session=shared["session"])
@@ -371,10 +373,7 @@ async def test_a_second_start_continues_the_open_chat(chat_env):
 
 async def test_a_repeated_accept_greets_once(chat_env):
     env = chat_env
-    anna = await env.agent("anna")
-    visitor = await env.visitor()
-    conversation = (await env.started(visitor))["conversation"]
-    await env.accepted(anna, conversation)
+    anna, visitor, conversation = await env.active_chat()
     await anna.send({"t": "chat_accept", "conversation": conversation})
     await anna.until("chat_history")
     await anna.sync()
@@ -431,10 +430,7 @@ async def test_seqs_past_what_javascript_holds_are_bad_frames(chat_env):
 
 async def test_goto_in_the_chat_sends_the_visitor_once_with_control(chat_env):
     env = chat_env
-    anna = await env.agent("anna")
-    visitor = await env.visitor()
-    conversation = (await env.started(visitor))["conversation"]
-    await env.accepted(anna, conversation)
+    anna, visitor, conversation = await env.active_chat()
     await visitor.send({"t": "share", "name": "Vera"})
     shared = await visitor.until("shared")
     await visitor.send({"t": "rr", "seq": 0, "ev": [meta(), full()]})
@@ -464,11 +460,7 @@ async def test_messages_past_the_frame_rate_wait_their_turn_and_keep_their_order
     """A sender over its frame rate is slowed down, not cut short: a dropped message would be
     stored after its sender's next ones (it is resent only on a reconnect)."""
     env = chat_env
-    anna = await env.agent("anna")
-    visitor = await env.visitor()
-    conversation = (await env.started(visitor))["conversation"]
-    await anna.until("chat_offers")
-    await env.accepted(anna, conversation)
+    anna, visitor, conversation = await env.active_chat()
     count = 80  # an agent's burst is 60 frames, then 20/s
     for i in range(count):
         await anna.send({"t": "chat_send", "conversation": conversation, "id": f"fast-{i:03d}", "text": f"n {i}"})
@@ -487,11 +479,7 @@ async def test_a_history_page_reaches_the_client_before_live_messages_published_
     """A client that saw a newer live message before the page, and dropped, would resync after
     that newer message and never get the page's messages: the page goes first."""
     env = chat_env
-    anna = await env.agent("anna")
-    visitor = await env.visitor()
-    conversation = (await env.started(visitor))["conversation"]
-    await anna.until("chat_offers")
-    await env.accepted(anna, conversation)
+    anna, visitor, conversation = await env.active_chat()
     await visitor.sync()
 
     reading, go_on = asyncio.Event(), asyncio.Event()

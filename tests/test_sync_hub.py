@@ -864,6 +864,15 @@ def ws_client_frame(payload: bytes) -> bytes:
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+async def participants(env: Env, session: str, count: int) -> None:
+    """Until the hub counts ``count`` agents in the session (a raw-socket join has no answer we read)."""
+    for _ in range(int(WAIT / 0.01)):
+        if len(env.hub.sessions[session].participants) == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"expected {count} participants in {session}")
+
+
 async def stalled_agent(port: int, session: str, path: str = "/agent") -> socket.socket:
     """An agent that joins and then never reads a byte."""
     sock = socket.socket()
@@ -884,10 +893,7 @@ async def test_a_stalled_agent_does_not_hold_up_the_others(env):
     visitor, shared = await env.sharing()
     stalled = await stalled_agent(env.client.port, shared["session"])
     try:
-        for _ in range(200):
-            if len(env.hub.sessions[shared["session"]].participants) == 1:
-                break
-            await asyncio.sleep(0.01)
+        await participants(env, shared["session"], 1)
         agent, _ = await env.joined(shared["session"])
         await agent.until("tab_rr")
         pad = "x" * 100_000
@@ -932,10 +938,7 @@ async def test_frames_wait_behind_a_full_socket_and_keep_their_order(env):
     visitor, shared = await env.sharing()
     sock = await stalled_agent(env.client.port, shared["session"])
     try:
-        for _ in range(200):
-            if len(env.hub.sessions[shared["session"]].participants) == 1:
-                break
-            await asyncio.sleep(0.01)
+        await participants(env, shared["session"], 1)
         connection = next(c for c in env.hub._connections if c.peer.startswith("agent"))
         pad = "x" * 80_000
         for i in range(2, 102):  # 8 MB: more than the socket buffers hold (the kernel's grow to ~4 MB)
