@@ -490,3 +490,64 @@ async def test_logging_out_voids_the_cookie_on_the_server(start_app, start_proxy
         assert await me(again) == 200
     finally:
         accounts.set_password_hasher(previous)
+
+
+async def test_connected_agents_logins_are_checked_together(start_app, start_proxy, monkeypatch):
+    """Each agent socket checked its login on its own every minute: a database
+    round trip of ~1 ms of the hub's time each, so 500 open consoles stalled
+    every socket of the hub eight times a second. One query now checks every
+    connected agent, and still closes the one whose account was disabled."""
+    import argon2
+
+    from cobrowse.storage import accounts
+
+    monkeypatch.setattr(hub_module, "AUTH_RECHECK", 0.1)
+    previous = accounts.set_password_hasher(argon2.PasswordHasher.from_parameters(argon2.profiles.CHEAPEST))
+    try:
+        service = await start_proxy(f"http://127.0.0.1:{await start_app(echo_app())}")
+        console = f"http://127.0.0.1:{service.console_port}"
+        names = ["kept-1", "kept-2", "disabled-1"]
+        ids = {}
+        for name in names:
+            ids[name] = (await accounts.create_user(service.db, name, "correct horse battery")).id
+        one_by_one, together = [], []
+        by_id, by_ids = accounts.get_user_by_id, accounts.get_users_by_id
+
+        async def counted_by_id(db, user_id):
+            one_by_one.append(user_id)
+            return await by_id(db, user_id)
+
+        async def counted_by_ids(db, user_ids):
+            user_ids = list(user_ids)
+            together.append(sorted(user_ids))
+            return await by_ids(db, user_ids)
+
+        async with aiohttp.ClientSession() as http:
+            sockets = {}
+            for name in names:
+                async with http.post(f"{console}/api/login", json={"username": name,
+                                                                    "password": "correct horse battery"},
+                                     headers={"Origin": console}) as response:
+                    assert response.status == 200
+                    cookie = f"__cobrowse_console={response.cookies['__cobrowse_console'].value}"
+                ws = await http.ws_connect(f"{console}/ws", headers={"Origin": console, "Cookie": cookie})
+                await ws.send_json({"t": "agent_hello", "v": 1})
+                assert (await ws.receive_json(timeout=5))["t"] == "welcome"
+                sockets[name] = ws
+            monkeypatch.setattr(accounts, "get_user_by_id", counted_by_id)
+            monkeypatch.setattr(accounts, "get_users_by_id", counted_by_ids)
+            await accounts.set_disabled(service.db, "disabled-1")
+            leaving = sockets["disabled-1"]
+            error = await leaving.receive_json(timeout=5)
+            assert error["t"] == "error" and error["code"] == "unauthorized"
+            while (await leaving.receive(timeout=5)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                pass
+            assert leaving.close_code == 1008
+            assert together and together[0] == sorted(ids.values()), together
+            assert one_by_one == []
+            for name in ("kept-1", "kept-2"):  # their logins hold: still served
+                await sockets[name].send_json({"t": "ping", "n": 7})
+                assert await sockets[name].receive_json(timeout=5) == {"t": "pong", "n": 7}
+                await sockets[name].close()
+    finally:
+        accounts.set_password_hasher(previous)

@@ -321,6 +321,10 @@ async def test_set_password_and_lookups(db):
     assert await accounts.get_user(db, "nobody") is None
     assert await accounts.get_user(db, "bad name") is None
     assert (await accounts.get_user_by_id(db, alice.id)).username == "alice"
+    bob_id = (await accounts.get_user(db, "bob")).id
+    found = await accounts.get_users_by_id(db, [bob_id, alice.id, 9999, alice.id] + list(range(10_000, 10_700)))
+    assert {i: u.username for i, u in found.items()} == {alice.id: "alice", bob_id: "bob"}
+    assert await accounts.get_users_by_id(db, []) == {}
     await accounts.set_disabled(db, "bob")
     assert [u.username for u in await accounts.list_users(db)] == ["alice", "bob"]
     assert [u.username for u in await accounts.list_users(db, include_disabled=False)] == ["alice"]

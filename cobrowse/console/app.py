@@ -69,19 +69,33 @@ def build_console_app(config: Config, hub: Hub, db: Database, secret: bytes,
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    async def current_agent(request: web.Request) -> AgentIdentity | None:
+    def login_of(request: web.Request) -> tuple[str, int, str] | None:
+        """(cookie, user id, password fingerprint) of a request's valid login cookie."""
         cookie = request.cookies.get(auth.COOKIE_NAME)
         if not cookie:
             return None
         checked = auth.verify(secret, cookie)
-        if checked is None:
-            return None
-        user = await accounts.get_user_by_id(db, checked[0])
-        if user is None or user.disabled or not auth.matches(user.password_hash, checked[1]):
+        return None if checked is None else (cookie, checked[0], checked[1])
+
+    def agent_of(login: tuple[str, int, str], user) -> AgentIdentity | None:
+        cookie, _, fingerprint = login
+        if user is None or user.disabled or not auth.matches(user.password_hash, fingerprint):
             return None
         if user.logins_valid_after is not None and auth.issued_at(cookie) <= user.logins_valid_after.timestamp():
             return None  # logged out since
         return AgentIdentity(user.id, user.display_name or user.username, _role(user))
+
+    async def current_agent(request: web.Request) -> AgentIdentity | None:
+        login = login_of(request)
+        if login is None:
+            return None
+        return agent_of(login, await accounts.get_user_by_id(db, login[1]))
+
+    async def current_agents(requests: list[web.Request]) -> list[AgentIdentity | None]:
+        """current_agent for each request, with one query (the hub's periodic check)."""
+        logins = [login_of(request) for request in requests]
+        users = await accounts.get_users_by_id(db, (login[1] for login in logins if login is not None))
+        return [None if login is None else agent_of(login, users.get(login[1])) for login in logins]
 
     async def page(request: web.Request) -> web.StreamResponse:
         path = STATIC_DIST / "console.html"
@@ -138,7 +152,7 @@ def build_console_app(config: Config, hub: Hub, db: Database, secret: bytes,
         agent = await current_agent(request)
         if agent is None:
             raise web.HTTPUnauthorized(text="log in first\n")
-        return await hub.agent_socket(request, agent, authenticate=current_agent)
+        return await hub.agent_socket(request, agent, authenticate=current_agent, authenticate_many=current_agents)
 
     app = web.Application(middlewares=[security_headers])
     app.router.add_get("/", page)

@@ -15,7 +15,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import random
 import secrets
 import struct
 import time
@@ -31,6 +30,7 @@ from . import protocol as p
 from .chat import AGENT_FRAMES as CHAT_AGENT_FRAMES
 from .chat import VISITOR_FRAMES as CHAT_VISITOR_FRAMES
 from .chat import HubChat, VisitorChat
+from .direct import DirectWebSocketResponse
 from .broker import QUEUE_TOPIC, Broker, agent_topic, agents_topic, visitor_tab_topic, visitor_topic
 from .ratelimit import KeyedLimiter, TokenBucket
 from . import screenshare
@@ -52,7 +52,7 @@ ACK_INTERVAL = 0.25
 TICK_SLICE = 200  # sessions looked after per callback of the 1 s housekeeping tick
 OUTBOX_LIMIT = 64 * 1024 * 1024  # bytes queued for one slow connection before it is dropped
 ENDED_MEMORY = 24 * 3600.0  # how long an ended session's resume token stays refused
-AUTH_RECHECK = 60.0  # seconds (on average) between checks that a connected agent's login still holds (joins: at once)
+AUTH_RECHECK = 60.0  # seconds between checks that the connected agents' logins still hold (joins: at once)
 QUEUE_INTERVAL = 0.25  # at most this often the whole queue goes to every watching agent
 SHARE_RATE, SHARE_BURST = 1 / 30, 5  # new sessions one visitor connection may start
 
@@ -80,6 +80,8 @@ class SessionStore(Protocol):
 
 
 Authenticate = Callable[[web.Request], Awaitable[AgentIdentity | None]]
+# The same check for many requests at once (one database query for every agent connected).
+AuthenticateMany = Callable[[list[web.Request]], Awaitable[list[AgentIdentity | None]]]
 # A site host -> the origins agents may send its visitors to, besides the site's own
 # (http and https on the session's host are always allowed).
 NavigationOrigins = Callable[[str], Iterable[str]]
@@ -279,6 +281,8 @@ class Hub:
         self._tick_slice: asyncio.Handle | None = None
         self._queue_sent = -QUEUE_INTERVAL  # loop time of the last queue published
         self._queue_watchers: set[Connection] = set()  # agent connections here that sent `watch`
+        self._logins: dict[Connection, _Login] = {}  # agent connections whose login is checked again
+        self._login_checks: asyncio.Task | None = None
         # Chat (cobrowse/sync/chat.py), when the service has a chat store: set by the server.
         self.chat: HubChat | None = None
         self.chat_links: dict[str, str] = {}  # co-browse session id -> its conversation id
@@ -298,6 +302,9 @@ class Hub:
         if self._queue_timer is not None:
             self._queue_timer.cancel()
             self._queue_timer = None
+        if self._login_checks is not None:
+            self._login_checks.cancel()
+            self._login_checks = None
         # A stop is usually a restart: sessions are not ended, clients are told
         # to come back (1012) and resume with their tokens.
         if self.chat is not None:
@@ -369,7 +376,7 @@ class Hub:
     # ----- visitors -------------------------------------------------------------------
 
     async def visitor_socket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=p.MAX_VISITOR_FRAME, compress=True, heartbeat=30.0)
+        ws = DirectWebSocketResponse(max_msg_size=p.MAX_VISITOR_FRAME, compress=True, heartbeat=30.0)
         await ws.prepare(request)
         _send_uncompressed(ws)
         peer = request.headers.get("X-Forwarded-For", request.remote or "?").split(",")[-1].strip()
@@ -384,7 +391,24 @@ class Hub:
                 return ws
             await self._recall_end(hello)
             self._visitor_hello(connection, state, hello, site)
-            async for message in ws:
+
+            def handle_now(data) -> bool:
+                # The common frames (events, pointer, scroll...) are handled as they
+                # arrive; anything that waits or answers an error takes the loop below.
+                if _is_chat(data) or not limiter.take(self.clock()):
+                    return False
+                try:
+                    frame = p.visitor_decoder.decode(data)
+                except msgspec.MsgspecError:
+                    frame = None
+                if frame is None or type(frame) in CHAT_VISITOR_FRAMES:
+                    limiter.tokens += 1  # not taken after all: the loop below counts it
+                    return False
+                self._visitor_frame(connection, state, frame, site)
+                return True
+
+            while True:
+                message = await ws.receive_or_handle(handle_now)
                 if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     break
                 if not limiter.take(self.clock()):
@@ -587,8 +611,11 @@ class Hub:
     # ----- agents ---------------------------------------------------------------------
 
     async def agent_socket(self, request: web.Request, agent: AgentIdentity,
-                           authenticate: Authenticate | None = None) -> web.WebSocketResponse:
-        """An agent's socket; ``authenticate`` (the console's login check) is asked again on every join."""
+                           authenticate: Authenticate | None = None,
+                           authenticate_many: AuthenticateMany | None = None) -> web.WebSocketResponse:
+        """An agent's socket; ``authenticate`` (the console's login check) is asked again on every
+        join, and about every AUTH_RECHECK seconds (through ``authenticate_many`` if given, with
+        the other agents connected)."""
         ws = web.WebSocketResponse(max_msg_size=p.MAX_AGENT_FRAME, compress=True, heartbeat=30.0)
         await ws.prepare(request)
         key = secrets.token_urlsafe(12)
@@ -600,7 +627,6 @@ class Hub:
         limiter = TokenBucket(rate=20, burst=60, now=self.clock())
         laser_limiter = TokenBucket(rate=LASER_RATE, burst=LASER_BURST, now=self.clock())
         bad_frames = 0
-        recheck = None
         chat = self.chat.agent_connected(key, connection, agent) if self.chat is not None else None
         try:
             hello = await self._first_frame(ws, connection, p.agent_decoder, p.AgentHello)
@@ -608,7 +634,7 @@ class Hub:
                 return ws
             connection.send(p.Welcome(v=p.VERSION))
             if authenticate is not None:
-                recheck = asyncio.ensure_future(self._recheck_login(request, ws, connection, agent, authenticate))
+                self._check_login_later(connection, _Login(request, ws, agent, authenticate, authenticate_many))
             async for message in ws:
                 if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     break
@@ -639,6 +665,9 @@ class Hub:
                         await ws.close(code=1008, message=b"unauthorized")
                         break
                     agent = current
+                    login = self._logins.get(connection)
+                    if login is not None:
+                        login.agent = current
                 if type(frame) in CHAT_AGENT_FRAMES:
                     if chat is None:
                         connection.send(p.Error(code="chat_disabled", message="chat is not available here",
@@ -649,8 +678,7 @@ class Hub:
                     continue
                 self._agent_frame(connection, key, agent, joined, frame, peer)
         finally:
-            if recheck is not None:
-                recheck.cancel()
+            self._logins.pop(connection, None)
             if chat is not None and self.chat is not None:
                 self.chat.agent_gone(chat)
             self._connections.discard(connection)
@@ -664,26 +692,52 @@ class Hub:
             await connection.close()
         return ws
 
-    async def _recheck_login(self, request: web.Request, ws: web.WebSocketResponse, connection: Connection,
-                             agent: AgentIdentity, authenticate: Authenticate) -> None:
-        """About every AUTH_RECHECK s: an agent whose account was disabled, whose password
-        changed or whose login expired stops receiving the sessions (and the queue)
-        they joined before, not only the ones they would join next."""
-        while not ws.closed:
-            # Spread out: consoles that connected together (after a restart, say) would
-            # otherwise all query the database in the same instant, every time.
-            await asyncio.sleep(AUTH_RECHECK * random.uniform(0.5, 1.5))
-            try:
-                current = await authenticate(request)
-            except Exception:  # the database is away: ask again next time
-                log.exception("could not check the login of %s", connection.peer)
-                continue
-            if current is None or current.user_id != agent.user_id:
-                log.info("closing %s: its login is no longer valid", connection.peer)
-                connection.send(p.Error(code="unauthorized", message="log in again"))
-                await connection.close()
-                await ws.close(code=1008, message=b"unauthorized")
-                return
+    def _check_login_later(self, connection: Connection, login: "_Login") -> None:
+        self._logins[connection] = login
+        if self._login_checks is None or self._login_checks.done():
+            self._login_checks = asyncio.ensure_future(self._check_logins())
+
+    async def _check_logins(self) -> None:
+        """About every AUTH_RECHECK s: agents whose account was disabled, whose password
+        changed or whose login expired stop receiving the sessions (and the queue)
+        they joined before, not only the ones they would join next.
+
+        All connected agents are checked together: one query per console's check
+        (``authenticate_many``). Checked one by one, each check is a database
+        round trip of ~1 ms of this process's time, split over several turns of
+        the loop; with hundreds of consoles open that was a stall every few
+        milliseconds for every socket here.
+        """
+        while self._logins:
+            await asyncio.sleep(AUTH_RECHECK)
+            logins = list(self._logins.items())
+            groups: dict[object, list[tuple[Connection, _Login]]] = {}
+            for connection, login in logins:
+                groups.setdefault(login.authenticate_many or login.authenticate, []).append((connection, login))
+            for group in groups.values():
+                try:
+                    many = group[0][1].authenticate_many
+                    if many is not None:
+                        verdicts = await many([login.request for _, login in group])
+                    else:
+                        verdicts = [await login.authenticate(login.request) for _, login in group]
+                except Exception:  # the database is away: ask again next time
+                    log.exception("could not check the logins of %d agents", len(group))
+                    continue
+                for (connection, login), current in zip(group, verdicts):
+                    if self._logins.get(connection) is not login:
+                        continue  # gone meanwhile
+                    if current is None or current.user_id != login.agent.user_id:
+                        del self._logins[connection]
+                        task = asyncio.ensure_future(self._logged_out(connection, login.ws))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+
+    async def _logged_out(self, connection: Connection, ws: web.WebSocketResponse) -> None:
+        log.info("closing %s: its login is no longer valid", connection.peer)
+        connection.send(p.Error(code="unauthorized", message="log in again"))
+        await connection.close()
+        await ws.close(code=1008, message=b"unauthorized")
 
     def _agent_frame(self, connection: Connection, key: str, agent: AgentIdentity,
                      joined: dict[str, CobrowseSession], frame, peer: str) -> None:
@@ -967,6 +1021,20 @@ def _is_laser(data: bytes | str) -> bool:
     """A cheap look at a frame's start: clients send ``t`` first (a laser sent otherwise counts as a frame)."""
     head = data[:16].encode() if isinstance(data, str) else data[:16]
     return head.startswith(_LASER_PREFIXES)
+
+
+class _Login:
+    """What checking an agent's login again needs."""
+
+    __slots__ = ("request", "ws", "agent", "authenticate", "authenticate_many")
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, agent: AgentIdentity,
+                 authenticate: Authenticate, authenticate_many: AuthenticateMany | None) -> None:
+        self.request = request
+        self.ws = ws
+        self.agent = agent
+        self.authenticate = authenticate
+        self.authenticate_many = authenticate_many
 
 
 class _VisitorState:
