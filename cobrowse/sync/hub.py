@@ -616,7 +616,7 @@ class Hub:
         """An agent's socket; ``authenticate`` (the console's login check) is asked again on every
         join, and about every AUTH_RECHECK seconds (through ``authenticate_many`` if given, with
         the other agents connected)."""
-        ws = web.WebSocketResponse(max_msg_size=p.MAX_AGENT_FRAME, compress=True, heartbeat=30.0)
+        ws = DirectWebSocketResponse(max_msg_size=p.MAX_AGENT_FRAME, compress=True, heartbeat=30.0)
         await ws.prepare(request)
         key = secrets.token_urlsafe(12)
         peer = request.headers.get("X-Forwarded-For", request.remote or "?").split(",")[-1].strip()
@@ -635,7 +635,30 @@ class Hub:
             connection.send(p.Welcome(v=p.VERSION))
             if authenticate is not None:
                 self._check_login_later(connection, _Login(request, ws, agent, authenticate, authenticate_many))
-            async for message in ws:
+
+            def handle_now(data) -> bool:
+                # Pointer moves, markers, control: handled as they arrive. Chat, joins (a
+                # login check), bad frames and frames over the rate take the loop below.
+                if _is_chat(data):
+                    return False
+                laser = _is_laser(data)
+                bucket = laser_limiter if laser else limiter
+                if not bucket.take(self.clock()):
+                    return laser  # a laser over its rate is dropped quietly; the rest, below
+                try:
+                    frame = p.agent_decoder.decode(data)
+                except msgspec.MsgspecError:
+                    frame = None
+                kind = type(frame)
+                if frame is None or kind in CHAT_AGENT_FRAMES or (laser and kind is not p.Laser) or (
+                        kind is p.Join and authenticate is not None):
+                    bucket.tokens += 1  # not taken after all: the loop below counts it
+                    return False
+                self._agent_frame(connection, key, agent, joined, frame, peer)
+                return True
+
+            while True:
+                message = await ws.receive_or_handle(handle_now)
                 if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     break
                 laser = _is_laser(message.data)
