@@ -22,26 +22,50 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, watch, writeFi
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib';
+import { gzipAsync } from '@gfx/zopfli';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SRC = join(HERE, 'src');
 const OUT = join(HERE, '..', 'cobrowse', 'static_dist');
 const MANIFEST = join(OUT, 'manifest.json');
 
-// rrweb 2.1.6 works out a style attribute's old value by setting it on a
-// detached <span> with setAttribute('style'), which a strict CSP (style-src
-// without 'unsafe-inline') reports as a violation whenever the page changes an
-// inline style, even through CSSOM. Setting it through CSSOM (style.cssText)
-// parses the same declarations and is allowed. The build fails if the code
-// moved (an rrweb upgrade), so the patch is never silently lost.
-const RRWEB_CSP_PATCH = {
-  name: 'rrweb-csp-patch',
+// Changes to rrweb's recorder source, each made exactly once or the build fails
+// (an rrweb upgrade moved the code: look again, never lose one silently).
+const RRWEB_PATCHES = [
+  // rrweb 2.1.6 works out a style attribute's old value by setting it on a
+  // detached <span> with setAttribute('style'), which a strict CSP (style-src
+  // without 'unsafe-inline') reports as a violation whenever the page changes an
+  // inline style, even through CSSOM. Setting it through CSSOM (style.cssText)
+  // parses the same declarations and is allowed.
+  ['old.setAttribute("style", m.oldValue);', 'old.style.cssText = m.oldValue;'],
+  // We never record canvas contents (recordCanvas: false, widget/recorder.js:
+  // pixels can carry what masking cannot see). rrweb builds its CanvasManager
+  // anyway, which keeps the canvas and WebGL observers and an inlined worker
+  // script in the bundle: 3 KB of the recorder's gzip size. A stand-in with the
+  // methods the recorder calls takes its place, and the rest is tree-shaken.
+  ['canvasManager = new CanvasManager({', 'canvasManager = new CobrowseNoCanvasManager({'],
+  [
+    'const blob = typeof self !== "undefined" && self.Blob && new Blob([jsContent], { type: "text/javascript;charset=utf-8" });',
+    'const blob = null;',
+  ],
+  // Nor fonts (collectFonts: false): the font observer goes too.
+  ['fontObserver = initFontObserver(o);', ''],
+  // Nor hooks (record() gets no `hooks`): without any, rrweb's mergeHooks only
+  // wraps every observer callback in a function that calls it.
+  ['  mergeHooks(o, hooks);\n', ''],
+];
+const RRWEB_ADDED = '\nclass CobrowseNoCanvasManager { reset() {} freeze() {} unfreeze() {} lock() {} unlock() {} }\n';
+
+const RRWEB_PATCH = {
+  name: 'rrweb-patch',
   setup(build) {
     build.onLoad({ filter: /[\\/]@rrweb[\\/]record[\\/]dist[\\/]record\.js$/ }, (args) => {
-      const from = 'old.setAttribute("style", m.oldValue);';
-      const source = readFileSync(args.path, 'utf8');
-      if (source.split(from).length != 2) throw new Error(`rrweb-csp-patch: "${from}" not found once in ${args.path}`);
-      return { contents: source.replace(from, 'old.style.cssText = m.oldValue;'), loader: 'js' };
+      let source = readFileSync(args.path, 'utf8');
+      for (const [from, to] of RRWEB_PATCHES) {
+        if (source.split(from).length != 2) throw new Error(`rrweb-patch: "${from}" not found once in ${args.path}`);
+        source = source.replace(from, () => to);
+      }
+      return { contents: source + RRWEB_ADDED, loader: 'js' };
     });
   },
 };
@@ -49,13 +73,11 @@ const RRWEB_CSP_PATCH = {
 const BUNDLES = [
   // The rrweb recorder: loaded by the widget only after the visitor agrees to
   // share (and by the loader on page loads during a sharing session).
-  { name: 'recorder', entry: 'recorder-entry.js', plugins: [RRWEB_CSP_PATCH] },
+  { name: 'recorder', entry: 'recorder-entry.js', plugins: [RRWEB_PATCH] },
   // Screen sharing and calls: loaded by the widget only when an agent asks.
   { name: 'screenshare', entry: 'screenshare-entry.js' },
-  // The chat's forms and conversation: loaded by the widget when the visitor
-  // starts a chat (and by the loader on page loads during a conversation).
-  { name: 'chat', entry: 'chat-entry.js' },
-  // Lazily loaded on the first click of "Get help".
+  // Lazily loaded on the first click of "Get help": the panel, the chat, markers,
+  // shared control.
   { name: 'widget', entry: 'widget/index.js' },
   // Injected into every page: must stay tiny.
   { name: 'loader', entry: 'loader.js', budget: 6 * 1024 },
@@ -68,19 +90,26 @@ const CONSOLE = {
   html: { name: 'console.html', template: 'console/console.html' },
 };
 
-// Bundles that load together when the visitor asks for help, with a budget for
-// their gzip sizes summed (rrweb's recorder alone is about 24 KB of it): the
-// widget with the recorder when they share, with the chat when they chat.
-const GROUPS = [
-  { name: 'on-demand', files: ['widget.js', 'recorder.js'], budget: 50 * 1024 },
-  { name: 'chat', files: ['widget.js', 'chat.js'], budget: 50 * 1024 },
-];
+// Bundles that load when the visitor asks for help, with a budget for their gzip
+// sizes summed: the widget (the panel, the chat, markers, shared control) and
+// the recorder once they agree to share (rrweb's recorder is 18 KB of it).
+// Screen sharing is an escalation an agent asks for, outside this budget.
+const GROUPS = [{ name: 'on-demand', files: ['widget.js', 'recorder.js'], budget: 50 * 1024 }];
 
 const args = new Set(process.argv.slice(2));
 const dev = args.has('--dev');
 
 function hashOf(buf) {
   return createHash('sha256').update(buf).digest('hex').slice(0, 12);
+}
+
+// gzip as served: zopfli finds a smaller deflate stream than zlib's level 9
+// (3% here), in a format every gzip reader reads. The budgets are about these
+// bytes, the ones a browser that accepts gzip downloads.
+// (A dev build writes no compressed files; its sizes come from zlib, faster.)
+async function gzipped(code) {
+  if (dev) return gzipSync(code, { level: 9 });
+  return Buffer.from(await gzipAsync(code, { numiterations: 15 }));
 }
 
 // Write through a temporary file so the server never sees half a file.
@@ -112,7 +141,8 @@ async function buildOnce() {
     const code = Buffer.from(result.outputFiles[0].contents);
     const hash = hashOf(code);
     defines[`__COBROWSE_HASH_${b.name.toUpperCase()}__`] = JSON.stringify(hash);
-    outputs.push({ ...b, file: `${b.name}.js`, code, hash, gzip: gzipSync(code, { level: 9 }).length });
+    const gz = await gzipped(code);
+    outputs.push({ ...b, file: `${b.name}.js`, code, hash, gz, gzip: gz.length });
   }
 
   outputs.push(...(await buildConsole()));
@@ -148,7 +178,7 @@ async function buildOnce() {
     // .br or .gz one to browsers that accept it, so visitors download the
     // compressed sizes the budgets are about.
     const compressed = [
-      ['.gz', gzipSync(o.code, { level: 9 })],
+      ['.gz', o.gz],
       ['.br', brotliCompressSync(o.code, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 11 } })],
     ];
     for (const [ext, data] of compressed) {
@@ -207,7 +237,8 @@ async function buildConsole() {
   });
   for (const [spec, result] of [[CONSOLE.js, js], [CONSOLE.css, css]]) {
     const code = Buffer.from(result.outputFiles[0].contents);
-    built.push({ name: spec.name, file: spec.name, code, hash: hashOf(code), gzip: gzipSync(code, { level: 9 }).length });
+    const gz = await gzipped(code);
+    built.push({ name: spec.name, file: spec.name, code, hash: hashOf(code), gz, gzip: gz.length });
   }
   // The page is no-store; the files it names carry their hash, so they can be cached.
   const [jsOut, cssOut] = built;
@@ -215,7 +246,8 @@ async function buildConsole() {
     .replaceAll('{{CONSOLE_JS}}', `static/${jsOut.file}?v=${jsOut.hash}`)
     .replaceAll('{{CONSOLE_CSS}}', `static/${cssOut.file}?v=${cssOut.hash}`);
   const code = Buffer.from(html);
-  built.push({ name: CONSOLE.html.name, file: CONSOLE.html.name, code, hash: hashOf(code), gzip: gzipSync(code, { level: 9 }).length });
+  const gz = await gzipped(code);
+  built.push({ name: CONSOLE.html.name, file: CONSOLE.html.name, code, hash: hashOf(code), gz, gzip: gz.length });
   return built;
 }
 

@@ -25,8 +25,8 @@
 // Sharing and chatting across page loads: while a co-browse session the visitor
 // agreed to is running, localStorage "cobrowse:share" holds it, and while their
 // chat is open, "cobrowse:chat" (widget/store.js writes both). On a page load
-// with a recent one, the loader mounts at once, loads the widget (and, when
-// sharing, the recorder) without a click, and calls widget.resume(ctx), which
+// with a recent one, the loader mounts at once, loads the widget (which holds
+// the chat; and, when sharing, the recorder) without a click, and calls widget.resume(ctx), which
 // reconnects (the panel stays closed; the chat shows a count of new messages
 // on the button). No other page load touches the widget.
 
@@ -36,7 +36,6 @@ import { h, icon, adopt, FONT, ACCENT, ACCENT_TEXT } from './lib/dom.js';
 // cached for good while loader.js itself is revalidated.
 const WIDGET_VERSION = __COBROWSE_HASH_WIDGET__;
 const RECORDER_VERSION = __COBROWSE_HASH_RECORDER__;
-const CHAT_VERSION = __COBROWSE_HASH_CHAT__;
 
 const W = window;
 const D = document;
@@ -191,7 +190,6 @@ function start() {
     mount();
     // In parallel; the widget asks for them again.
     if (sharing) load('recorder', RECORDER_VERSION).catch(() => {});
-    if (chatting) load('chat', CHAT_VERSION).catch(() => {});
     load('widget', WIDGET_VERSION)
       .then(() => W.__cobrowseWidget.resume(ctx))
       .catch((e) => W.console && console.warn(e));

@@ -27,10 +27,9 @@
 // tab gets the same list, and no copy of the conversation lingers in storage;
 // the panel is closed on a page load, so the round trip is not seen.
 //
-// This is the chat bundle (chat.js, built from ../chat-entry.js), loaded by
-// the widget's chat.js when the visitor starts a chat or leaves a message, or
-// when a page loads during a conversation. chat.js keeps the start ("Chat with
-// us", chat/config) and the panel's looks; this module does the rest:
+// Installed by the widget's chat.js when the visitor starts a chat or leaves a
+// message, or when a page loads during a conversation. chat.js keeps the start
+// ("Chat with us", chat/config) and the panel's looks; this module does the rest:
 // forms (chat-form.js), the conversation, files (chat-files.js), emoji, survey.
 import { h, icon, adopt } from '../lib/dom.js';
 import { linkify } from '../lib/linkify.js';

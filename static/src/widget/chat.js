@@ -1,12 +1,13 @@
-// Chat, the part in the widget bundle: the "Chat with us" card at the top of
-// the panel and the panel's looks. Nothing goes to the network before the
-// visitor acts: "Start a chat" fetches GET <base>chat/config (pre-chat form?
-// anyone available? else "Leave a message") and the chat bundle. The chat itself
-// (chat-main.js: forms, the conversation, files, emoji, the survey; protocol
-// and storage notes there) is its own bundle, chat.js, loaded with ctx.load()
-// on "Start a chat", or at once when a conversation is
-// open (a page load, another tab): like the recorder, it costs nothing to
-// visitors who never use it.
+// Chat: the "Chat with us" card at the top of the panel and the panel's looks.
+// Nothing goes to the network before the visitor acts: "Start a chat" fetches
+// GET <base>chat/config (pre-chat form? anyone available? else "Leave a
+// message"). The chat itself (chat-main.js: forms, the conversation, files,
+// emoji, the survey; protocol and storage notes there) is installed on "Start
+// a chat", or at once when a conversation is open (a page load, another tab).
+// It is part of the widget bundle, which loads when the visitor asks for help:
+// as a bundle of its own it repeated the widget's DOM and storage helpers and
+// compressed apart from the rest, 1 KB more gzip for visitors who chat and
+// share, and one more request on "Start a chat" (docs/benchmarks.md, Browser).
 //
 // The panel has three looks: the start (intro, this card, the sharing
 // consent), a form (class k-f: pre-chat, leave a message) and the
@@ -15,8 +16,8 @@
 //   'chat:config' (cfg)   chat/config arrived (chat-main.js listens)
 import { h } from '../lib/dom.js';
 import { storedChat, CHAT_KEY } from './store.js';
+import { install } from './chat-main.js';
 
-const CHAT_VERSION = __COBROWSE_HASH_CHAT__;
 const CONFIG_TTL = 60000; // who is available changes: ask again when the panel opens after this
 
 export function chat(w) {
@@ -64,18 +65,17 @@ export function chat(w) {
       });
   }
 
-  // The chat bundle, loaded once.
-  let loading = null;
+  // The chat, installed once.
+  let installed = null;
   function boot() {
-    return (loading =
-      loading ||
-      ctx
-        .load('chat', CHAT_VERSION)
-        .then(() => window.__cobrowseChat(w, { cfg: () => cfg, loadConfig, showHome, setView, view: () => view }))
-        .catch((e) => {
-          loading = null;
-          throw e;
-        }));
+    if (!installed) {
+      try {
+        installed = Promise.resolve(install(w, { cfg: () => cfg, loadConfig, showHome, setView, view: () => view }));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return installed;
   }
 
   function go() {

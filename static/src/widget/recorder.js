@@ -250,6 +250,7 @@ export function createRecorder(ctx, emit) {
             ...options,
             slimDOMOptions: { script: true, comment: true, headFavicon: true },
             sampling: { mousemove: 50, scroll: 100, media: 800 },
+            // Never on: static/build.mjs leaves rrweb's canvas and font observers out.
             recordCanvas: false,
             collectFonts: false,
             inlineImages: false,

@@ -141,7 +141,7 @@ export const PANEL_CSS = [
   '@keyframes cb-in{from{opacity:0;transform:translateY(8px) scale(.98)}}',
   '@media (max-width:480px){.p{right:16px;left:16px;width:auto;max-width:none;bottom:76px}}',
   '@media (prefers-reduced-motion:reduce){.p{animation:none}}',
-  // ----- chat: the start card (chat.js; the rest is chat-styles.js, in the chat bundle) -----
+  // ----- chat: the start card (chat.js; the rest is chat-styles.js, added when the chat is installed) -----
   ['.kh', 'padding:14px;border:1px solid #e4e7ec;border-radius:14px'],
   ['.go', 'background:' + ACCENT + ';color:' + ACCENT_TEXT + ';box-shadow:0 1px 2px rgba(16,24,40,.12)'],
   ['.go:hover', 'filter:brightness(1.1)'],
