@@ -30,6 +30,14 @@ async def loader(request: web.Request) -> web.StreamResponse:
     return _file(STATIC_DIST / "loader.js", LOADER_CACHE)
 
 
+def inline_tag() -> bytes | None:
+    """The inline tag's script (static/src/stub.js, built), or None before the bundle is built."""
+    try:
+        return (STATIC_DIST / "stub.js").read_bytes().strip()
+    except OSError:
+        return None
+
+
 def bundle_path(name: str) -> Path:
     """A file of the built bundle by name; 404 for anything outside it (no ``..`` escapes)."""
     path = (STATIC_DIST / name).resolve()

@@ -31,9 +31,18 @@ _REQUEST_INFO = "cobrowse_request_info"
 _PUBLIC_HOST = "cobrowse_public_host"
 
 
+def _inline_tag() -> bytes | None:
+    """The built inline tag's script beside this file (static_dist/stub.js), if the bundle is built."""
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "static_dist", "stub.js"), "rb") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 class CobrowseInjector:
     def __init__(self) -> None:
-        self.injector = Injector()
+        self.injector = Injector(InjectorSettings(inline_tag=_inline_tag()))
 
     def load(self, loader) -> None:
         loader.add_option("cobrowse_prefix", str, "/__cobrowse/",
@@ -49,7 +58,8 @@ class CobrowseInjector:
             prefix = ctx.options.cobrowse_prefix
             if not (prefix.startswith("/") and prefix.endswith("/")):
                 raise ValueError("cobrowse_prefix must start and end with '/'")
-            self.injector = Injector(InjectorSettings(prefix=prefix, recompress=ctx.options.cobrowse_recompress))
+            self.injector = Injector(InjectorSettings(prefix=prefix, recompress=ctx.options.cobrowse_recompress,
+                                                      inline_tag=_inline_tag()))
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         # Reverse mode rewrites Host to the upstream's; the visitor's own host is

@@ -15,6 +15,7 @@ import tempfile
 from aiohttp import web
 
 from .app import build_app
+from .assets import inline_tag
 from .config import Config, parse_listen
 from .console.app import build_console_app, console_origin
 from .injector import Injector, InjectorSettings
@@ -122,7 +123,8 @@ class Service:
             if not config.console.public_url:
                 console_origins.add(public_url(f"{host or '127.0.0.1'}:{self.console_port}"))
 
-            injector = Injector(InjectorSettings(prefix=config.server.prefix, recompress=config.proxy.recompress))
+            injector = Injector(InjectorSettings(prefix=config.server.prefix, recompress=config.proxy.recompress,
+                                                 inline_tag=inline_tag()))
             self._proxy = Proxy(config, injector, internal_socket, internal_server=app_runner.server)
             host, port = parse_listen(config.server.listen)
             loop = asyncio.get_running_loop()

@@ -145,6 +145,7 @@ async function buildOnce() {
     outputs.push({ ...b, file: `${b.name}.js`, code, hash, gz, gzip: gz.length });
   }
 
+  outputs.push(await buildStub());
   outputs.push(...(await buildConsole()));
 
   const groups = GROUPS.map((g) => ({
@@ -210,6 +211,31 @@ async function buildOnce() {
     console.log(`  ${g.name.padEnd(10)}${' '.repeat(10)}${kb(g.gzip)}  ${kb(g.budget).trim()}  (${g.files.join(' + ')})`);
   }
   console.log(`  built in ${Math.round(performance.now() - started)} ms`);
+}
+
+// stub.js: the inline tag's script (see its header). The proxy reads it from
+// static_dist and puts it in pages as it is, so it must stay small and hold
+// nothing an HTML (or XHTML) parser would take for markup.
+const STUB_BUDGET = 1536; // bytes, as inlined into every page
+async function buildStub() {
+  const result = await esbuild.build({
+    entryPoints: [join(SRC, 'stub.js')],
+    bundle: false,
+    target: 'es2019',
+    minifyWhitespace: !dev,
+    minifyIdentifiers: !dev,
+    minifySyntax: false, // it would turn ifs into && chains
+    legalComments: 'none',
+    write: false,
+    logLevel: 'silent',
+  });
+  const code = Buffer.from(result.outputFiles[0].contents);
+  const text = code.toString();
+  const bad = ['<', '&', ']]>'].filter((c) => text.includes(c));
+  if (bad.length) throw new Error(`stub.js must not contain ${bad.join(' ')} (it is inlined into pages)`);
+  if (code.length > STUB_BUDGET && !dev) throw new Error(`stub.js is ${code.length} B, over its budget of ${STUB_BUDGET} B`);
+  const gz = await gzipped(code);
+  return { name: 'stub', file: 'stub.js', code, hash: hashOf(code), gz, gzip: gz.length };
 }
 
 async function buildConsole() {

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -209,13 +210,33 @@ def _chromium() -> str | None:
     return None
 
 
+# The inline tag (stub.js) as the proxy writes it, under a nonce policy that also enforces
+# Trusted Types: the tag and the loader share the one "cobrowse" policy.
+TT_CSP = CSP + "; img-src 'self'; require-trusted-types-for 'script'; trusted-types cobrowse"
+
+
+def _inline_page() -> bytes:
+    stub = (DIST / "stub.js").read_bytes().strip()
+    return (b'<!doctype html><html><head><meta charset="utf-8">'
+            b'<script data-src="/help/loader.js" nonce="abc" data-mask-selectors="[&quot;#page&quot;]">' + stub +
+            b'</script><title>t</title></head><body><h1>A shop</h1><button id="page">page button</button>'
+            b'<img src="/slow.svg" alt=""></body></html>')
+
+
 class _Handler(SimpleHTTPRequestHandler):
     """Serves the page under a strict CSP, and the bundle under the prefix /help/."""
 
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?")[0]
+        csp = CSP
         if path == "/":
             body, ctype = PAGE, "text/html"
+        elif path == "/inline":
+            body, ctype, csp = _inline_page(), "text/html", TT_CSP
+        elif path in ("/slow.svg", "/favicon.ico"):
+            if path == "/slow.svg":
+                time.sleep(0.5)  # the page's load event waits for it
+            body, ctype = b'<svg xmlns="http://www.w3.org/2000/svg"/>', "image/svg+xml"
         elif path == "/help/loader.js":
             body, ctype = (DIST / "loader.js").read_bytes(), "text/javascript"
         elif path.startswith("/help/static/") and (DIST / path.rsplit("/", 1)[1]).is_file():
@@ -225,7 +246,7 @@ class _Handler(SimpleHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("Content-Type", ctype)
-        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("Content-Security-Policy", csp)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -281,6 +302,50 @@ def test_loader_and_widget_work_under_a_strict_csp(bundle: Path) -> None:
             panel.wait_for(state="hidden")
             # The page under the (empty) host still gets its clicks.
             page.click("#page")
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not problems, problems
+
+
+@pytest.mark.e2e
+def test_the_inline_tag_adds_the_loader_after_the_page_has_loaded(bundle: Path) -> None:
+    """Under a nonce CSP with Trusted Types enforced: no violation, the loader comes after the
+    page's load event (the slow image holds it for 0.5 s), carries the nonce and the site's
+    mask selectors, and the button works."""
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found (set COBROWSE_CHROMIUM or install Debian's chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(DIST)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/inline"
+    problems: list[str] = []
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.on("console", lambda m: m.type in ("error", "warning") and problems.append(m.text))
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.add_init_script(
+                "document.addEventListener('securitypolicyviolation',"
+                " e => console.error('CSP violation: ' + e.violatedDirective))"
+            )
+            page.goto(url, wait_until="load")
+            page.locator("#cobrowse-root >> button.l").wait_for(timeout=5000)
+            timing = page.evaluate("""() => {
+                const nav = performance.getEntriesByType('navigation')[0];
+                const loader = performance.getEntriesByType('resource').find((e) => e.name.endsWith('/help/loader.js'));
+                const s = document.querySelector('script[src$="/help/loader.js"]');
+                return {load: nav.loadEventStart, loader: loader.startTime, nonce: s.nonce,
+                        masks: s.getAttribute('data-mask-selectors'), tt: !!window.__cobrowseTT};
+            }""")
+            assert timing["loader"] >= timing["load"] >= 500, timing
+            assert timing["nonce"] == "abc" and timing["masks"] == '["#page"]' and timing["tt"]
+            page.locator("#cobrowse-root >> button.l").click()
+            page.locator("#cobrowse-root >> section.p").wait_for(state="visible", timeout=5000)
             browser.close()
     finally:
         server.shutdown()

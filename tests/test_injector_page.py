@@ -218,6 +218,84 @@ def test_snippet_shape_and_prefix_escaping():
     assert odd.snippet("n") == b'<script src="/x&quot;y&amp;z/loader.js" async="" nonce="n"></script>'
 
 
+# The inline tag, where the page's CSP lets it run -------------------------------
+
+STUB = b"(function(){addEventListener('load',function(){})})();"
+INLINE = Injector(InjectorSettings(inline_tag=STUB))
+PLAIN_PAGE = b"<!doctype html><html><head><title>Shop</title></head><body>hi</body></html>"
+
+
+def tag_in(headers, page=PLAIN_PAGE, mask=b"") -> bytes:
+    plan = INLINE.plan_page(NAVIGATION, 200, [("Content-Type", "text/html")] + headers, ORIGIN, nonce=NONCE,
+                            attributes=mask)
+    out = b"".join(plan.body.feed(page)) + b"".join(plan.body.finish())
+    start = out.index(b"<script")
+    return out[start:out.index(b"</script>", start) + len(b"</script>")]
+
+
+def test_the_inline_tag_shape():
+    assert INLINE.inline_snippet(NONCE, b' data-mask-selectors="[]"') == (
+        b'<script data-src="/__cobrowse/loader.js" nonce="n0nce" data-mask-selectors="[]">' + STUB + b"</script>")
+    assert INJECTOR.inline_snippet(NONCE) is None  # without the built stub: always the external tag
+
+
+@pytest.mark.parametrize("policy", [
+    None,
+    "script-src 'nonce-site' 'self'",
+    "script-src 'sha256-abc='",
+    "script-src 'strict-dynamic' 'nonce-site' https:",
+    "script-src 'self' 'unsafe-inline'",
+    "img-src 'self'",  # no script restriction at all
+    "script-src 'nonce-a', script-src 'sha256-b='",  # two policies, both fine
+])
+def test_inline_where_the_csp_lets_it_run(policy):
+    headers = [] if policy is None else [("Content-Security-Policy", policy)]
+    assert tag_in(headers).startswith(b'<script data-src="/__cobrowse/loader.js" nonce="n0nce">'), policy
+
+
+@pytest.mark.parametrize("policy", [
+    "script-src 'self' https://cdn.example",
+    "default-src 'self'",
+    "script-src-elem 'self'; script-src 'unsafe-inline'",  # <script> elements go by script-src-elem
+    "script-src 'nonce-a', script-src 'self'",  # one of two policies is host-only
+])
+def test_external_where_the_csp_has_host_sources_only(policy):
+    """An inline script could run there only with a hash, and the issue's rule is a path source."""
+    assert tag_in([("Content-Security-Policy", policy)]).startswith(
+        b'<script src="/__cobrowse/loader.js" async="" nonce="n0nce">')
+
+
+def test_report_only_policies_do_not_decide():
+    assert tag_in([("Content-Security-Policy-Report-Only", "script-src 'self'")]).startswith(b"<script data-src=")
+
+
+@pytest.mark.parametrize("meta, inline", [
+    (b"<meta http-equiv=Content-Security-Policy content=\"script-src 'self'\">", False),  # before our tag: governs it
+    (b"<meta http-equiv=Content-Security-Policy content=\"script-src 'nonce-x'\">", True),
+    (b"<meta charset=utf-8>", True),
+])
+def test_a_meta_csp_before_our_tag_decides_too(meta, inline):
+    page = b"<!doctype html><html><head>" + meta + b"<title>Shop</title></head><body>hi</body></html>"
+    assert tag_in([], page).startswith(b"<script data-src=" if inline else b'<script src=')
+
+
+def test_a_meta_csp_after_our_tag_does_not_change_it():
+    """Our inline tag has run by then; the policy gets our sources for the loader it adds."""
+    page = (b"<!doctype html><html><head><title>Shop</title>"
+            b"<meta http-equiv=Content-Security-Policy content=\"script-src 'self'\"></head><body>hi</body></html>")
+    assert tag_in([], page).startswith(b"<script data-src=")
+
+
+def test_the_mask_selectors_go_on_the_inline_tag():
+    tag = tag_in([], mask=b' data-mask-selectors="[&quot;.iban&quot;]"')
+    assert b'data-mask-selectors="[&quot;.iban&quot;]">' in tag
+
+
+def test_a_stub_with_markup_characters_is_refused():
+    with pytest.raises(ValueError):
+        Injector(InjectorSettings(inline_tag=b"if(a<b)go()"))
+
+
 # Codecs ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("coding", ["gzip", "x-gzip", "deflate", "br"])

@@ -25,7 +25,9 @@ from cobrowse.proxy.exchange import Exchange
 from conftest import TIMEOUT, RawClient, build_request, echo_app, fetch, upstream_headers
 
 PAGE = b"<!doctype html><html><head><title>Shop</title></head><body><h1>Hello</h1></body></html>"
-SNIPPET = re.compile(rb'<script src="/__cobrowse/loader\.js" async="" nonce="([A-Za-z0-9_-]+)"></script>')
+# Our tag: inline (it adds loader.js after the page's load), or external where the CSP has host sources only.
+SNIPPET = re.compile(rb'<script (?:src="/__cobrowse/loader\.js" async=""|data-src="/__cobrowse/loader\.js") '
+                     rb'nonce="([A-Za-z0-9_-]+)"(?:></script>|>\(function\(\)\{[^<]*</script>)')
 NAVIGATE = {"Sec-Fetch-Dest": "document", "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 FETCH = {"Sec-Fetch-Dest": "empty", "Accept": "text/html"}  # fetch() of an HTML fragment
 PNG = bytes(range(256)) * 64
@@ -130,7 +132,7 @@ async def test_site_mask_selectors_reach_the_page_in_our_tag(start_app, start_pr
     selectors = (".account-number", 'input[name="iban"]', "#notes > p")
     service = await start_proxy(sites=[Site(host="*", upstream=f"http://127.0.0.1:{port}", mask_selectors=selectors)])
     body = (await fetch(service.port, "GET", "/page", NAVIGATE)).body
-    match = re.search(rb'<script src="/__cobrowse/loader.js"[^>]*data-mask-selectors="([^"]*)"', body)
+    match = re.search(rb'<script data-src="/__cobrowse/loader.js"[^>]*data-mask-selectors="([^"]*)"', body)
     assert match, body[:400]
     assert json.loads(html.unescape(match.group(1).decode())) == list(selectors)
 

@@ -49,6 +49,36 @@ def allowance_for(origin: str, prefix: str, nonce: str) -> CspAllowance:
     return CspAllowance(nonce, script_source, (script_source, socket_source))
 
 
+def allows_inline_tag(value: str) -> bool:
+    """Whether our inline tag (with our nonce) runs under this policy once rewritten.
+
+    True without a script restriction, and where the rewrite adds our nonce
+    (the policy trusts nonces, hashes or 'strict-dynamic') or the policy has
+    'unsafe-inline'. A policy of host sources only gets a path source for our
+    prefix instead, which an inline script cannot use: those pages keep the
+    external tag. Every policy of a comma-separated value must agree.
+    """
+    for policy in value.split(","):
+        sources = None
+        directives: dict[str, list[str]] = {}
+        for raw in policy.split(";"):
+            parts = raw.split()
+            if parts:
+                directives.setdefault(parts[0].lower(), [t.lower() for t in parts[1:]])
+        for name in _SCRIPT_FALLBACK:
+            if name in directives:
+                sources = directives[name]
+                break
+        if sources is None:
+            continue
+        if "'strict-dynamic'" in sources or "'unsafe-inline'" in sources:
+            continue
+        if any(t.startswith(_TRUST_BY_TOKEN_PREFIXES) for t in sources):
+            continue
+        return False
+    return True
+
+
 def rewrite_csp(value: str, allowance: CspAllowance) -> str:
     """Rewrite one Content-Security-Policy header (or meta content) value.
 

@@ -64,10 +64,16 @@ class InsertionScanner:
     it by :mod:`cobrowse.injector.page`.
     """
 
-    __slots__ = ("_snippet", "_rewrite_meta_csp", "_max_hold", "_buf", "_phase", "_raw_end", "_in_comment", "inserted")
+    __slots__ = ("_snippet", "_inline_snippet", "_allows_inline", "_rewrite_meta_csp", "_max_hold", "_buf", "_phase",
+                 "_raw_end", "_in_comment", "inserted")
 
-    def __init__(self, snippet: bytes, rewrite_meta_csp: MetaCspRewriter | None = None, max_hold: int = 64 * 1024):
+    def __init__(self, snippet: bytes, rewrite_meta_csp: MetaCspRewriter | None = None, max_hold: int = 64 * 1024,
+                 inline_snippet: bytes | None = None, allows_inline: Callable[[str], bool] | None = None):
+        """``inline_snippet``: the tag to use instead of ``snippet`` unless a meta CSP
+        before the insertion point forbids it (``allows_inline`` says, per policy)."""
         self._snippet = snippet
+        self._inline_snippet = inline_snippet
+        self._allows_inline = allows_inline
         self._rewrite_meta_csp = rewrite_meta_csp
         self._max_hold = max_hold
         self._buf = b""
@@ -94,7 +100,7 @@ class InsertionScanner:
             self._buf = b""
         if not self.inserted:
             self.inserted = True
-            out += self._snippet
+            out += self._our_tag()
         return out
 
     # The tokenizer. ``pos`` always sits on a token boundary; everything
@@ -154,7 +160,7 @@ class InsertionScanner:
                 break
 
             if self._phase == _LEADING and not (kind == "start" and name in _LEADING_TAGS):
-                out.append(self._snippet)
+                out.append(self._our_tag())
                 self.inserted = True
                 self._phase = _HEAD
 
@@ -188,9 +194,12 @@ class InsertionScanner:
             self._buf = buf[pos:]
         return b"".join(out)
 
+    def _our_tag(self) -> bytes:
+        return self._inline_snippet if self._inline_snippet is not None else self._snippet
+
     def _content_starts(self, out: list[bytes]) -> None:
         if not self.inserted:
-            out.append(self._snippet)
+            out.append(self._our_tag())
             self.inserted = True
         self._phase = _PASS
 
@@ -245,6 +254,9 @@ class InsertionScanner:
             return tag
         raw, start, stop = content
         policy = html.unescape(raw.decode("latin-1"))
+        if not self.inserted and self._inline_snippet is not None and (
+                self._allows_inline is None or not self._allows_inline(policy)):
+            self._inline_snippet = None  # this policy governs our tag, which comes after it
         new_value = html.escape(self._rewrite_meta_csp(policy), quote=True).encode("latin-1", "replace")
         quoted = tag[start - 1:start] in (b'"', b"'")
         if not quoted:

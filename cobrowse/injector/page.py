@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .charset import BOM_SNIFF_LENGTH, charset_from_content_type, detect_wide_encoding
 from .codec import DECODABLE, Decoder, Encoder, can_decode, make_decoder, make_encoder, parse_codings
-from .csp import allowance_for, rewrite_csp
+from .csp import allowance_for, allows_inline_tag, rewrite_csp
 from .decide import RequestInfo, is_html, is_navigation, response_has_injectable_body
 from .insertion import InsertionScanner
 
@@ -34,6 +34,9 @@ class InjectorSettings:
     prefix: str = "/__cobrowse/"
     recompress: bool = True  # re-encode with the upstream's coding when the client accepts it
     max_hold: int = 64 * 1024  # most bytes held back while a head token is incomplete
+    # The inline tag's script (static/src/stub.js, built), used where the page's CSP
+    # lets it run; None: always the external tag.
+    inline_tag: bytes | None = None
 
 
 class Injector:
@@ -44,10 +47,23 @@ class Injector:
         src = html.escape(settings.prefix + "loader.js", quote=True)
         # async: never blocks the page's parser. XML-compatible, for XHTML pages.
         self._tag_start = f'<script src="{src}" async="" nonce="'.encode()
+        # The inline tag adds that script itself once the page has loaded: an external
+        # one is a request the page's load event waits for (static/src/stub.js).
+        stub = settings.inline_tag
+        if stub is not None and (b"<" in stub or b"&" in stub or b"]]>" in stub):
+            raise ValueError("the inline tag's script must not contain '<' or '&'")
+        self._inline_start = f'<script data-src="{src}" nonce="'.encode()
+        self._inline_end = None if stub is None else b">" + stub + b"</script>"
 
     def snippet(self, nonce: str, attributes: bytes = b"") -> bytes:
         """Our tag; ``attributes`` (already escaped, with a leading space) carry per-site settings."""
         return self._tag_start + nonce.encode("ascii") + b'"' + attributes + b"></script>"
+
+    def inline_snippet(self, nonce: str, attributes: bytes = b"") -> bytes | None:
+        """Our inline tag (None without ``settings.inline_tag``), with the same attributes."""
+        if self._inline_end is None:
+            return None
+        return self._inline_start + nonce.encode("ascii") + b'"' + attributes + self._inline_end
 
     def plan_page(self, request: RequestInfo, status: int, headers: Headers, origin: str,
                   nonce: str | None = None, attributes: bytes = b"") -> "PagePlan | None":
@@ -80,6 +96,7 @@ class Injector:
         if codings and self.settings.recompress and len(codings) == 1 and _accepts(request.accept_encoding, codings[0]):
             out_coding = codings[0]
 
+        inline = self.inline_snippet(nonce, attributes)
         new_headers: Headers = []
         for name, value in headers:
             lname = name.lower()
@@ -91,6 +108,8 @@ class Injector:
                 # Same entity, different bytes: only a weak validator is still true.
                 value = value if value.startswith("W/") else "W/" + value
             elif lname == "content-security-policy":
+                if inline is not None and not allows_inline_tag(value):
+                    inline = None  # host sources only: the external tag, with a path source
                 value = rewrite_csp(value, allowance_for(origin, prefix, nonce))
             new_headers.append((name, value))
         if out_coding:
@@ -99,6 +118,7 @@ class Injector:
         def build_body() -> PageRewriter:
             return PageRewriter(
                 snippet=self.snippet(nonce, attributes),
+                inline_snippet=inline,
                 rewrite_meta_csp=lambda policy: rewrite_csp(policy, allowance_for(origin, prefix, nonce)),
                 decoder=make_decoder(codings) if codings else None,
                 encoder=make_encoder(out_coding) if out_coding else None,
@@ -140,8 +160,9 @@ class PageRewriter:
     __slots__ = ("_scanner", "_decoder", "_encoder", "_header_charset", "_sniff", "_wide")
 
     def __init__(self, snippet: bytes, rewrite_meta_csp, decoder: Decoder | None, encoder: Encoder | None,
-                 header_charset: str | None, max_hold: int) -> None:
-        self._scanner = InsertionScanner(snippet, rewrite_meta_csp, max_hold)
+                 header_charset: str | None, max_hold: int, inline_snippet: bytes | None = None) -> None:
+        self._scanner = InsertionScanner(snippet, rewrite_meta_csp, max_hold, inline_snippet=inline_snippet,
+                                         allows_inline=allows_inline_tag)
         self._decoder = decoder
         self._encoder = encoder
         self._header_charset = header_charset

@@ -95,6 +95,7 @@ function start() {
   // "cobrowse", the plain string is used (and fails only where TT is enforced).
   function scriptURL(url) {
     const tt = W.trustedTypes;
+    policy = policy || W.__cobrowseTT; // made by the inline tag (stub.js), which added us
     if (!policy && tt && tt.createPolicy) {
       try {
         policy = tt.createPolicy('cobrowse', { createScriptURL: (u) => (u.indexOf(base) ? '' : u) });

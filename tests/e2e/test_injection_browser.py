@@ -52,9 +52,13 @@ async def assert_one_launcher(page) -> None:
 async def test_get_help_button_on_proxied_page(page, watch, demo_service, path):
     await open_through_proxy(page, demo_service, path)
     await assert_one_launcher(page)
-    # The loader ran once, in this document, from our prefix.
+    # The loader ran once, in this document, from our prefix (added by our inline tag
+    # once the page had loaded, as an absolute URL on the page's own origin).
     assert await page.evaluate("() => window.__cobrowseLoaded === true")
-    await expect(page.locator(f'script[src="{PREFIX}loader.js"]')).to_have_count(1)
+    loader = page.locator(f'script[src$="{PREFIX}loader.js"]')
+    await expect(loader).to_have_count(1)
+    assert await loader.evaluate("(s) => new URL(s.src).origin == location.origin")
+    assert await page.locator(f'script[data-src="{PREFIX}loader.js"]').count() == 1  # the inline tag
     await watch.assert_clean()
 
 
