@@ -54,7 +54,9 @@ SCRIPT_SRC = PREFIX + "loader.js"
 # What nginx sub_filter inserts: the same tag as ours, minus the per-response nonce.
 SUB_FILTER_TAG = f'<script src="{SCRIPT_SRC}" async=""></script>'
 # Any injected tag, whatever its attributes (ours carries a nonce).
-TAG_RE = re.compile(rb'<script\b[^>]*\bsrc="' + re.escape(SCRIPT_SRC.encode()) + rb'"[^>]*>\s*</script>')
+# Our tag: external (nginx's sub_filter, and ours under host-only CSPs) or inline (ours: it adds the
+# loader after the page's load; about 1 KB, which the HTML figures include).
+TAG_RE = re.compile(rb'<script\b[^>]*\b(?:data-)?src="' + re.escape(SCRIPT_SRC.encode()) + rb'"[^>]*>[^<]*</script>')
 
 PAGE_PATH, ASSET_PATH, BIG_PATH = "/page.html", "/style.css", "/big.html"
 PAGE_SIZE = 90 * 1024
