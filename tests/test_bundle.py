@@ -8,6 +8,7 @@ CSP (marked e2e; skipped when Chromium or Playwright is missing).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -255,8 +256,10 @@ class _Handler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.mark.e2e
-def test_loader_and_widget_work_under_a_strict_csp(bundle: Path) -> None:
+@contextlib.contextmanager
+def _watched_page(path: str):
+    """A Chromium page at ``path`` of the test server, and the console errors, warnings
+    and CSP violations it reports (asserted empty once the test body is done)."""
     chromium = _chromium()
     if chromium is None:
         pytest.skip("Chromium not found (set COBROWSE_CHROMIUM or install Debian's chromium)")
@@ -264,7 +267,6 @@ def test_loader_and_widget_work_under_a_strict_csp(bundle: Path) -> None:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(DIST)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
     problems: list[str] = []
     try:
         with sync_api.sync_playwright() as p:
@@ -280,28 +282,8 @@ def test_loader_and_widget_work_under_a_strict_csp(bundle: Path) -> None:
                 "document.addEventListener('securitypolicyviolation',"
                 " e => console.error('CSP violation: ' + e.violatedDirective))"
             )
-            page.goto(url)
-            launcher = page.locator("#cobrowse-root >> button.l")
-            launcher.wait_for(timeout=5000)
-            assert page.locator("#cobrowse-root").count() == 1  # the tag is there twice
-            host = page.locator("#cobrowse-root").bounding_box()
-            assert host is not None and host["width"] == 0 and host["height"] == 0
-            assert launcher.get_attribute("aria-label") == "Get help"
-
-            launcher.click()
-            panel = page.locator("#cobrowse-root >> section.p")
-            panel.wait_for(state="visible", timeout=5000)
-            assert "nothing is shared until you agree" in panel.inner_text()
-            assert launcher.get_attribute("aria-expanded") == "true"
-            page.keyboard.press("Escape")
-            panel.wait_for(state="hidden")
-            assert launcher.get_attribute("aria-expanded") == "false"
-            launcher.click()
-            panel.wait_for(state="visible")
-            page.locator("#cobrowse-root >> button.x").click()
-            panel.wait_for(state="hidden")
-            # The page under the (empty) host still gets its clicks.
-            page.click("#page")
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}{path}", wait_until="load")
+            yield page
             browser.close()
     finally:
         server.shutdown()
@@ -310,44 +292,46 @@ def test_loader_and_widget_work_under_a_strict_csp(bundle: Path) -> None:
 
 
 @pytest.mark.e2e
+def test_loader_and_widget_work_under_a_strict_csp(bundle: Path) -> None:
+    with _watched_page("/") as page:
+        launcher = page.locator("#cobrowse-root >> button.l")
+        launcher.wait_for(timeout=5000)
+        assert page.locator("#cobrowse-root").count() == 1  # the tag is there twice
+        host = page.locator("#cobrowse-root").bounding_box()
+        assert host is not None and host["width"] == 0 and host["height"] == 0
+        assert launcher.get_attribute("aria-label") == "Get help"
+
+        launcher.click()
+        panel = page.locator("#cobrowse-root >> section.p")
+        panel.wait_for(state="visible", timeout=5000)
+        assert "nothing is shared until you agree" in panel.inner_text()
+        assert launcher.get_attribute("aria-expanded") == "true"
+        page.keyboard.press("Escape")
+        panel.wait_for(state="hidden")
+        assert launcher.get_attribute("aria-expanded") == "false"
+        launcher.click()
+        panel.wait_for(state="visible")
+        page.locator("#cobrowse-root >> button.x").click()
+        panel.wait_for(state="hidden")
+        # The page under the (empty) host still gets its clicks.
+        page.click("#page")
+
+
+@pytest.mark.e2e
 def test_the_inline_tag_adds_the_loader_after_the_page_has_loaded(bundle: Path) -> None:
     """Under a nonce CSP with Trusted Types enforced: no violation, the loader comes after the
     page's load event (the slow image holds it for 0.5 s), carries the nonce and the site's
     mask selectors, and the button works."""
-    chromium = _chromium()
-    if chromium is None:
-        pytest.skip("Chromium not found (set COBROWSE_CHROMIUM or install Debian's chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(DIST)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/inline"
-    problems: list[str] = []
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page()
-            page.on("console", lambda m: m.type in ("error", "warning") and problems.append(m.text))
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.add_init_script(
-                "document.addEventListener('securitypolicyviolation',"
-                " e => console.error('CSP violation: ' + e.violatedDirective))"
-            )
-            page.goto(url, wait_until="load")
-            page.locator("#cobrowse-root >> button.l").wait_for(timeout=5000)
-            timing = page.evaluate("""() => {
-                const nav = performance.getEntriesByType('navigation')[0];
-                const loader = performance.getEntriesByType('resource').find((e) => e.name.endsWith('/help/loader.js'));
-                const s = document.querySelector('script[src$="/help/loader.js"]');
-                return {load: nav.loadEventStart, loader: loader.startTime, nonce: s.nonce,
-                        masks: s.getAttribute('data-mask-selectors'), tt: !!window.__cobrowseTT};
-            }""")
-            assert timing["loader"] >= timing["load"] >= 500, timing
-            assert timing["nonce"] == "abc" and timing["masks"] == '["#page"]' and timing["tt"]
-            page.locator("#cobrowse-root >> button.l").click()
-            page.locator("#cobrowse-root >> section.p").wait_for(state="visible", timeout=5000)
-            browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert not problems, problems
+    with _watched_page("/inline") as page:
+        page.locator("#cobrowse-root >> button.l").wait_for(timeout=5000)
+        timing = page.evaluate("""() => {
+            const nav = performance.getEntriesByType('navigation')[0];
+            const loader = performance.getEntriesByType('resource').find((e) => e.name.endsWith('/help/loader.js'));
+            const s = document.querySelector('script[src$="/help/loader.js"]');
+            return {load: nav.loadEventStart, loader: loader.startTime, nonce: s.nonce,
+                    masks: s.getAttribute('data-mask-selectors'), tt: !!window.__cobrowseTT};
+        }""")
+        assert timing["loader"] >= timing["load"] >= 500, timing
+        assert timing["nonce"] == "abc" and timing["masks"] == '["#page"]' and timing["tt"]
+        page.locator("#cobrowse-root >> button.l").click()
+        page.locator("#cobrowse-root >> section.p").wait_for(state="visible", timeout=5000)
