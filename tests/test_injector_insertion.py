@@ -260,6 +260,88 @@ def test_property_whole_pipeline_same_as_scanner(doc, data):
     assert out.replace(SNIPPET, b"", 1) == doc
 
 
+class TokenByToken(InsertionScanner):
+    """The reference: every token walked one by one, no run skipped in one regex call."""
+
+    skip_runs = False
+
+
+def mark_csp(policy: str) -> str:
+    return policy + "; rewritten"
+
+
+CSP_FRAGMENTS = [
+    b'<meta http-equiv="Content-Security-Policy" content="script-src \'self\'">',
+    b"<META HTTP-EQUIV=content-security-policy CONTENT=\"default-src 'none'\">",
+    b'<meta content="a>b" http-equiv=\'Content-Security-Policy\'>', b"<meta http-equiv=Content-Security-Policy>",
+    b"<script>var p = 'content-security-policy';</script>", b"<!-- Content-Security-Policy -->",
+    b"<title>CSP</title>", b"<link rel=preload href=x.js>",
+    b"<noscript><meta http-equiv=content-security-policy content=x></noscript>", b"<style>a>b{}</style>",
+    b"<base href=/>", b"</title>", b"</HEAD>", b"</style >", b"<script>if (a </b) {}</script>",
+    # Names that only start like a head element's: not one.
+    b"<scripts>", b"<titlex>", b"<metal x=1>", b"<links>", b"</headx>", b"</scripts>",
+]
+
+head_documents = st.lists(
+    st.one_of(st.sampled_from(FRAGMENTS), st.sampled_from(CSP_FRAGMENTS), st.binary(max_size=3)), max_size=30,
+).map(b"".join)
+
+
+def scan_with(cls, chunks: list[bytes], inline: bytes | None = None) -> bytes:
+    scanner = cls(SNIPPET, mark_csp, inline_snippet=inline, allows_inline=lambda policy: "none" not in policy)
+    out = [scanner.feed(chunk) for chunk in chunks]
+    out.append(scanner.finish())
+    return b"".join(out)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=head_documents, data=st.data())
+def test_property_skipping_runs_decides_as_walking_every_token(doc, data):
+    # The same tag in the same place, the same metas rewritten, however the page is chunked.
+    chunks = data.draw(chunkings(doc))
+    inline = b"<script>inline()</script>" if data.draw(st.booleans()) else None
+    assert scan_with(InsertionScanner, chunks, inline) == scan_with(TokenByToken, [doc], inline)
+
+
+def test_runs_are_skipped_up_to_the_body():
+    # One regex call for the leading run, one for the rest of the head: the
+    # tokenizer reads only the tokens that decide, where our tag goes and <body>.
+    head = (b'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Shop</title>\n'
+            b'<meta name="description" content="a > b">\n<link rel="stylesheet" href="/s.css">\n'
+            b'<script>if (a </b) {}</script>\n<script src="/app.js" defer></script>\n<!-- x -->\n</head>\n')
+    page = head + b'<body class="shop"><p>hi</p></body></html>'
+    calls = []
+
+    class Counting(InsertionScanner):
+        @staticmethod
+        def _token_at(buf, pos, end):
+            calls.append(buf[pos:pos + 6])
+            return InsertionScanner._token_at(buf, pos, end)
+
+    out = scan_with(Counting, [page])
+    assert out == page.replace(b"<title>", SNIPPET + b"<title>", 1)
+    assert calls == [b"<title", b"<body "]
+
+
+@pytest.mark.parametrize("element", [b"<scripts>x</script>", b"<titlex>x</title>", b"<styles>x</style>",
+                                     b"<noscripts>x</noscript>", b"<metal>", b"<links>", b"<bases>", b"</headx>",
+                                     b"</titles>", b"<templates>"])
+def test_a_name_that_only_starts_like_a_head_elements_ends_the_head(element):
+    # The meta CSP after it is in the body, where it does nothing: it stays as written.
+    chunks = [b"<html><head><title>t</title>" + element, b"<meta http-equiv=Content-Security-Policy content=x>"]
+    out = scan_with(InsertionScanner, chunks)
+    assert out.endswith(chunks[1])
+    assert out == scan_with(TokenByToken, [b"".join(chunks)])
+
+
+def test_a_head_mentioning_csp_is_walked_token_by_token():
+    page = (b"<html><head><title>t</title><script>report('Content-Security-Policy')</script>"
+            b"<meta http-equiv=content-security-policy content=\"script-src 'self'\"><link href=a></head><body>")
+    out = scan_with(InsertionScanner, [page])
+    assert b"content=\"script-src &#x27;self&#x27;; rewritten\"" in out
+    assert out == scan_with(TokenByToken, [page])
+
+
 @PROPERTY_SETTINGS
 @given(doc=documents)
 def test_property_tag_lands_on_a_boundary_the_leading_run_allows(doc):

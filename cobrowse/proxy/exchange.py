@@ -597,6 +597,11 @@ class Exchange:
 
     def _deactivate(self) -> None:
         self.proxy.active.discard(self)
+        # The parser holds our callbacks, and so us: a cycle only the garbage
+        # collector would free, with the page plan and everything else we
+        # hold. Broken here, an exchange goes the moment it is done, and the
+        # collector is not set off by hundreds of dead exchanges a second.
+        self.parser = None
 
 
 class _RawCallbacks:

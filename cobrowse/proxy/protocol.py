@@ -198,6 +198,7 @@ class ClientProtocol(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.closed = True
         self.proxy.connections.discard(self)
+        self.parser = None  # it holds us (its callbacks): no cycle left for the collector
         for exchange in self.queue:
             exchange.client_lost()
         self.queue.clear()
@@ -483,6 +484,7 @@ class ClientProtocol(asyncio.Protocol):
         """This connection now belongs to our aiohttp app, starting with ``data``."""
         self.closed = True  # for us: the new protocol owns the transport from here on
         self.proxy.connections.discard(self)
+        self.parser = None
         self.proxy.handoffs += 1
         handler = self.proxy.internal_server()
         transport = self.transport
