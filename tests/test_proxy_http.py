@@ -4,6 +4,7 @@ header mapping, methods and bodies, keep-alive, pipelining, routing."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import html
 import json
@@ -841,6 +842,33 @@ async def test_keep_alive_and_pooled_upstream_connections(start_app, start_proxy
     for i in range(5):  # other visitors, one after another, share the pooled connection
         upstream_ports.add((await fetch(service.port, "GET", f"/other{i}")).json()["peer_port"])
     assert len(upstream_ports) == 1
+
+
+async def test_finished_exchanges_leave_no_garbage_cycles(site):
+    """A finished exchange, its parser and its page plan are freed at once by reference
+    counting: cycles would be left to the garbage collector, whose collections (set
+    off by hundreds of dead exchanges a second) cost a busy proxy a sixth of its CPU."""
+    client = await RawClient.connect(site.port)
+    await client.request("GET", "/page", NAVIGATE)  # warm: first-use caches are not garbage
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            injected((await client.request("GET", "/page", NAVIGATE)).body)  # injected
+            assert (await client.request("GET", "/image.png")).body == PNG  # relayed raw
+            assert (await client.request("GET", "/not-modified", NAVIGATE)).status == 304
+        await client.close()
+        await asyncio.sleep(0.05)  # the proxy sees the close
+        gc.collect()
+        kinds = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    ours = {"Exchange", "HttpResponseParser", "HttpRequestParser", "ClientProtocol", "PagePlan", "PageRewriter",
+            "InsertionScanner", "_RawCallbacks"}
+    assert not kinds & ours, kinds & ours
 
 
 async def test_an_upstream_closing_idle_connections_causes_no_failures(start_raw, start_proxy):
