@@ -11,6 +11,7 @@ piece they yield as it comes.
 from __future__ import annotations
 
 import codecs
+import functools
 import html
 import json
 import secrets
@@ -270,6 +271,8 @@ def _qvalue(text: str) -> float:
         return 1.0
 
 
+# Browsers send a handful of distinct Accept-Encoding values, one per navigation.
+@functools.lru_cache(maxsize=128)
 def upstream_accept_encoding(client_accept_encoding: str | None) -> str:
     """What to ask the upstream for on a navigation: only what we can decode.
 

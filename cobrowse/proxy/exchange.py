@@ -650,4 +650,5 @@ class _RelayError(Exception):
 
 
 def _join(headers: list[tuple[bytes, bytes]]) -> bytes:
-    return b"".join(b"%b: %b\r\n" % pair for pair in headers)
+    """Header lines, each ending in CRLF (joined in C: no Python call per header)."""
+    return b"\r\n".join(map(b": ".join, headers)) + b"\r\n" if headers else b""
