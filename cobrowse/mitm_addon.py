@@ -104,7 +104,7 @@ class CobrowseInjector:
             # Never hand mitmproxy an empty chunk mid-stream: on chunked HTTP/1
             # that would end the response early (mitmproxy #1428).
             pieces = rewriter.feed(chunk) if chunk else rewriter.finish()
-            return [piece for piece in pieces if piece]
+            return [bytes(piece) for piece in pieces if piece]  # mitmproxy wants bytes, not views
 
         response.stream = stream
 

@@ -466,6 +466,18 @@ def _peak_while(run_body) -> int:
         tracemalloc.stop()
 
 
+def test_the_page_after_its_head_is_passed_on_without_a_copy():
+    chunk = b"<!DOCTYPE html><html><head><title>t</title></head><body>" + b"<p>text</p>" * 5000
+    page = plan(HTML)
+    pieces = list(page.body.feed(chunk))
+    assert b"".join(pieces) == chunk.replace(b"<title>", SNIPPET + b"<title>", 1)
+    assert isinstance(pieces[-1], memoryview) and pieces[-1].obj is chunk
+    assert len(pieces[-1]) > len(chunk) - 100
+    # Later chunks go through as they are.
+    later = b"<p>more</p>" * 100
+    assert [piece for piece in page.body.feed(later)] == [later] and list(page.body.feed(later))[0] is later
+
+
 def test_identity_50mb_page_keeps_memory_bounded():
     chunk = b"<p>" + b"x" * (64 * 1024 - 7) + b"</p>\n"
     head = b"<!DOCTYPE html><html><head><meta charset=utf-8><title>big</title></head><body>"
@@ -475,7 +487,7 @@ def test_identity_50mb_page_keeps_memory_bounded():
     def body():
         page = plan(HTML + [("Content-Length", str(len(head) + count * len(chunk)))])
         for piece in page.body.feed(head):
-            seen["snippets"] += piece.count(SNIPPET)
+            seen["snippets"] += bytes(piece).count(SNIPPET)  # pieces are bytes or views
             seen["bytes"] += len(piece)
         for _ in range(count):
             for piece in page.body.feed(chunk):

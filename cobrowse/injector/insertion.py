@@ -130,8 +130,14 @@ class InsertionScanner:
         return self._phase == _PASS
 
     def feed(self, data: bytes) -> bytes:
+        return b"".join(self.feed_pieces(data))
+
+    def feed_pieces(self, data: bytes) -> list[bytes | memoryview]:
+        """What ``feed`` returns, in pieces to write one after the other: the
+        rest of the chunk that holds the end of the head comes as a view of
+        that chunk, not a copy (tens of KB on a typical page)."""
         if self._phase == _PASS:
-            return data
+            return [data]
         self._buf = self._buf + data if self._buf else data
         return self._scan(final=False)
 
@@ -139,7 +145,7 @@ class InsertionScanner:
         out = b""
         if self._phase != _PASS:
             # Anything still held is the tail of a comment or raw text the page never closed.
-            out = self._scan(final=True) + self._buf
+            out = b"".join(self._scan(final=True)) + self._buf
             self._buf = b""
         if not self.inserted:
             self.inserted = True
@@ -148,7 +154,7 @@ class InsertionScanner:
 
     # The tokenizer. ``pos`` always sits on a token boundary; everything
     # before it has been decided and goes out.
-    def _scan(self, final: bool) -> bytes:
+    def _scan(self, final: bool) -> list[bytes | memoryview]:
         buf = self._buf
         end = len(buf)
         pos = 0
@@ -245,12 +251,11 @@ class InsertionScanner:
             self._phase = _PASS  # <body> or any body element
 
         if self._phase == _PASS:
-            # A view, not a slice: the rest of a large first chunk is copied once, by join.
-            out.append(memoryview(buf)[pos:] if pos else buf)
             self._buf = b""
-        else:
-            self._buf = buf[pos:]
-        return b"".join(out)
+            rest = memoryview(buf)[pos:] if pos else buf
+            return [b"".join(out), rest] if out else [rest]
+        self._buf = buf[pos:]
+        return [b"".join(out)]
 
     def _our_tag(self) -> bytes:
         return self._inline_snippet if self._inline_snippet is not None else self._snippet

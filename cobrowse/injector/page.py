@@ -5,7 +5,8 @@ aiohttp proxy, the mitmproxy addon) asks :func:`plan_page` once it has the
 upstream's status and headers. ``None`` means "pass the response through
 untouched". Otherwise it sends ``plan.headers`` and pushes every body chunk
 through ``plan.body.feed()`` and finally ``plan.body.finish()``, writing each
-piece they yield as it comes.
+piece they yield as it comes. A piece is bytes or a memoryview of a chunk
+fed in (the part after the page's head, passed on without a copy).
 """
 
 from __future__ import annotations
@@ -174,47 +175,64 @@ class PageRewriter:
     def inserted(self) -> bool:
         return self._scanner.inserted
 
-    def feed(self, chunk: bytes) -> Iterator[bytes]:
+    def feed(self, chunk: bytes) -> Iterator[bytes | memoryview]:
+        """The rewritten bytes so far, in pieces (a piece may be a view of ``chunk``)."""
         if self._decoder is None and self._encoder is None and self._sniff is None and self._wide is None:
             # The common case: identity page, already past the BOM check.
-            out = self._scanner.feed(chunk)
-            if out:
-                yield out
+            for out in self._scanner.feed_pieces(chunk):
+                if out:
+                    yield out
             return
         pieces = self._decoder.feed(chunk) if self._decoder is not None else (chunk,)
         for piece in pieces:
-            out = self._text(piece, final=False)
-            if out:
-                yield self._encoder.feed(out) if self._encoder is not None else out
+            yield from self._out(self._text(piece, final=False))
 
-    def finish(self) -> Iterator[bytes]:
+    def finish(self) -> Iterator[bytes | memoryview]:
         if self._decoder is not None:
             for piece in self._decoder.finish():
-                out = self._text(piece, final=False)
-                if out:
-                    yield self._encoder.feed(out) if self._encoder is not None else out
+                yield from self._out(self._text(piece, final=False))
         out = self._text(b"", final=True)
         if self._encoder is not None:
-            out = self._encoder.feed(out) + self._encoder.finish() if out else self._encoder.finish()
-        if out:
-            yield out
+            encoded = self._encoder.feed(b"".join(out)) if out else b""
+            out = [encoded + self._encoder.finish()]
+        for piece in out:
+            if piece:
+                yield piece
 
-    def _text(self, data: bytes, final: bool) -> bytes:
+    def _out(self, pieces: list[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+        if self._encoder is not None:
+            if pieces:
+                encoded = self._encoder.feed(b"".join(pieces))
+                if encoded:
+                    yield encoded
+            return
+        for piece in pieces:
+            if piece:
+                yield piece
+
+    def _text(self, data: bytes, final: bool) -> list[bytes | memoryview]:
         prefix = b""
         if self._sniff is not None:
             self._sniff += data
             if len(self._sniff) < BOM_SNIFF_LENGTH and not final:
-                return b""
+                return []
             data, self._sniff = self._sniff, None
             codec, bom_length = detect_wide_encoding(data, self._header_charset)
-            prefix, data = data[:bom_length], data[bom_length:]  # the BOM stays where it is
+            if bom_length:
+                prefix, data = data[:bom_length], data[bom_length:]  # the BOM stays where it is
             if codec is not None:
                 self._wide = _WideTextScanner(self._scanner, codec)
-        scan = self._wide if self._wide is not None else self._scanner
-        out = scan.feed(data) if data else b""
-        if final:
-            out += scan.finish()
-        return prefix + out if prefix else out
+        if self._wide is not None:
+            out: list[bytes | memoryview] = [self._wide.feed(data)] if data else []
+            if final:
+                out.append(self._wide.finish())
+        else:
+            out = self._scanner.feed_pieces(data) if data else []
+            if final:
+                out.append(self._scanner.finish())
+        if prefix:
+            out.insert(0, prefix)
+        return out
 
 
 class _WideTextScanner:

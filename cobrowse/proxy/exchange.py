@@ -292,8 +292,7 @@ class Exchange:
         plan = self.plan
         if plan is not None:
             try:
-                for piece in plan.body.feed(body):
-                    self._out_body(piece)
+                self._out_pieces(list(plan.body.feed(body)))
             except DecodeError as exc:
                 raise _RelayError(str(exc)) from None
         else:
@@ -307,8 +306,7 @@ class Exchange:
             return
         if self.plan is not None:
             try:
-                for piece in self.plan.body.finish():
-                    self._out_body(piece)
+                self._out_pieces(list(self.plan.body.finish()))
             except DecodeError as exc:
                 raise _RelayError(str(exc)) from None
         if self.framing == _CHUNKED:
@@ -322,6 +320,19 @@ class Exchange:
             self.out.append(b"\r\n")
         else:
             self.out.append(data)
+
+    def _out_pieces(self, pieces: list) -> None:
+        """Rewritten body pieces (bytes or views), as one chunk when chunked."""
+        if not pieces:
+            return
+        if len(pieces) == 1:
+            self._out_body(pieces[0])
+        elif self.framing == _CHUNKED:
+            self.out.append(b"%x\r\n" % sum(map(len, pieces)))
+            self.out.extend(pieces)
+            self.out.append(b"\r\n")
+        else:
+            self.out.extend(pieces)
 
     def _mapped_headers(self) -> list[tuple[bytes, bytes]]:
         if self.target.internal:
