@@ -910,8 +910,9 @@ def main(argv: list[str] | None = None) -> int:
                                               "-c", str(conf)])
             sub = Target("nginx_sub_filter", "nginx sub_filter", sub_port, lambda: children_of(ngx.pid),
                          injects=True, pages=("html", "big"))
+            # On the 50 MiB page too: one hop in C with nothing injected, the floor any proxy starts from.
             pas = Target("nginx_proxy_pass", "nginx proxy_pass", pass_port, lambda: children_of(ngx.pid),
-                         pages=("html", "asset"))
+                         pages=("html", "asset", "big"))
             targets += [sub, pas]
             waits += [(sub, ngx, ASSET_PATH), (pas, ngx, ASSET_PATH)]
         for t, proc, path in waits:

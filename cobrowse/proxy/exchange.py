@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import os
 from typing import TYPE_CHECKING
 
@@ -426,7 +427,7 @@ class Exchange:
     def _raw_response_head(self, head: bytes, interim: bool) -> bytes:
         """The upstream's head as the visitor gets it: hop-by-hop lines out, framing kept."""
         low = head.lower()
-        if any(marker in low for marker in _NEEDS_MAPPING):
+        if _NEEDS_MAPPING.search(low) is not None:
             return self._raw_mapped_head(head, interim)
         for marker in (b"\nconnection:", b"\nkeep-alive:"):
             start = low.find(marker)
@@ -648,11 +649,14 @@ class _RawCallbacks:
 
 _MAX_RAW_HEAD = 64 * 1024
 # Response headers that name the upstream or declare more hop-by-hop headers.
-_NEEDS_MAPPING = (b"\nlocation:", b"\ncontent-location:", b"\nset-cookie:", b"\nrefresh:", b"\nproxy-",
-                  b"\ntrailer:", b"\nupgrade:", b"\nte:")
+# (One regex search: a generator over the names cost a sixth of an asset's relay.)
+_NEEDS_MAPPING = re.compile(rb"\n(?:location:|content-location:|set-cookie:|refresh:|proxy-|trailer:|upgrade:|te:)")
 
 
 def _only_keep_alive_tokens(value: bytes) -> bool:
+    value = value.strip()
+    if value == b"keep-alive" or value == b"close":  # what servers send
+        return True
     return all(t.strip() in (b"keep-alive", b"close", b"") for t in value.split(b","))
 
 
