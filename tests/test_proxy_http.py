@@ -859,7 +859,11 @@ async def test_finished_exchanges_leave_no_garbage_cycles(site):
             assert (await client.request("GET", "/image.png")).body == PNG  # relayed raw
             assert (await client.request("GET", "/not-modified", NAVIGATE)).status == 304
         await client.close()
-        await asyncio.sleep(0.05)  # the proxy sees the close
+        for _ in range(500):  # until the proxy has seen the close
+            if not site._proxy.connections:
+                break
+            await asyncio.sleep(0.01)
+        assert not site._proxy.connections
         gc.collect()
         kinds = {type(o).__name__ for o in gc.garbage}
     finally:
