@@ -579,3 +579,41 @@ async def test_tabs_of_the_site_share_together_and_stop_together(context, demo_s
     await expect(second.locator(NOTICE)).to_contain_text("You stopped sharing.")
     await expect(second.locator(LAUNCHER)).not_to_have_class(re.compile(r"\bsh\b"))
     await wire2.wait(lambda: wire2.sockets[-1].is_closed(), "the second tab's socket to close")
+
+
+async def test_a_tab_over_the_limit_is_turned_away_and_the_others_share_on(context, demo_service, monkeypatch,
+                                                                             screenshot_dir):
+    """The hub turns away a tab past the session's limit. That tab must not end
+    the session for the visitor's other tabs, nor forget it: it joins again
+    once there is room."""
+    from cobrowse.sync import session as session_module
+
+    monkeypatch.setattr(session_module, "MAX_TABS", 1)
+    first, second = await context.new_page(), await context.new_page()
+    wire1, wire2 = Wire().attach(first), Wire().attach(second)
+    await open_page(first, demo_service, "/")
+    shared = await start_sharing(first, wire1)
+
+    await open_page(second, demo_service, "/login")  # resumes the stored session: one tab too many
+    refused = await wire2.wait(lambda: [f for f in wire2.received_of("error") if f["code"] == "too_many_tabs"],
+                               "too_many_tabs in the second tab")
+    assert refused[0]["re"] == "hello"
+    await second.locator(LAUNCHER).click()
+    await expect(second.locator(f"{ROOT} >> p.note.err")).to_contain_text("too many of your tabs are open")
+    await second.screenshot(path=str(screenshot_dir / "visitor-tab-turned-away.png"), animations="disabled")
+    # The first tab's stream goes on, and the stored session with it. (A cleared
+    # one would stop every tab a second later: give that time to happen.)
+    await asyncio.sleep(1.5)
+    assert (await stored_session(first))["session"] == shared["session"]
+    assert not wire1.received_of("ended")
+    await expect(first.locator(LAUNCHER)).to_have_class(re.compile(r"\bsh\b"))
+    assert not wire2.sent_of("rr")  # the refused tab recorded nothing
+
+    # Room again: "Try again" joins the same session, not a new one.
+    monkeypatch.setattr(session_module, "MAX_TABS", 2)
+    await second.locator(SHARE_BUTTON).click()
+    welcome = await wire2.wait(lambda: [f for f in wire2.received_of("welcome") if f.get("session")],
+                               "the second tab's welcome into the session")
+    assert welcome[0]["session"] == shared["session"]
+    assert not wire2.sent_of("share")
+    await wire2.wait(lambda: wire2.sent_of("rr"), "the second tab's events")

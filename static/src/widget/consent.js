@@ -21,6 +21,7 @@ const ENDED = {
 const FAILED = {
   unreachable: 'We could not reach our support service. Check your connection and try again.',
   version: 'Sharing is not available on this page right now. Please reload the page and try again.',
+  too_many_tabs: 'This tab is not shared: too many of your tabs are open. Close some, then try again.',
 };
 
 const pretty = (code) => String(code).replace(/^(\d{3})(\d{3})$/, '$1 $2');
@@ -90,6 +91,8 @@ export function consent(w) {
 
   function start() {
     if (state.phase != 'idle' && state.phase != 'ended' && state.phase != 'failed') return;
+    // A tab turned away from a session that goes on joins it again, not a new one.
+    if (state.phase == 'failed' && state.reason == 'too_many_tabs') return w.emit('resume');
     w.emit('share:start', { name: name.value });
   }
 

@@ -184,6 +184,11 @@ export function share(w) {
       // The token is refused, or the hub no longer counts this tab as sharing
       // (the session ended and its `ended` did not reach us): it is over.
       if (m.code == 'bad_resume' || (m.code == 'not_sharing' && live)) return finish('gone');
+      // This tab is one too many for the session (a plain `welcome` follows):
+      // it does not share, but the session, and the visitor's other tabs, go
+      // on. Ending it as 'gone' would clear the stored session, and every other
+      // tab follows a cleared one out.
+      if (m.code == 'too_many_tabs' && m.re == 'hello') return finish('too_many_tabs', 'failed', false);
       if (m.code == 'bad_version') {
         // (socket.js gave up on the connection)
         if (active()) finish('version', 'failed');
@@ -361,7 +366,8 @@ export function share(w) {
     finish(why || 'visitor_stopped');
   }
 
-  function finish(why, to) {
+  // `forget`: clear the stored session, so no tab resumes it (and the others stop).
+  function finish(why, to, forget = true) {
     if (!active()) return;
     live = false;
     clearTimeout(flushTimer);
@@ -369,7 +375,7 @@ export function share(w) {
     flushSoon = false;
     recorder.stop();
     hub.release('share');
-    clearSession(sess && sess.session);
+    if (forget) clearSession(sess && sess.session);
     sess = null;
     queue = [];
     held = [];
