@@ -186,7 +186,10 @@ class Servers:
             raise RuntimeError(f"cobrowse user add failed: {out.stderr.strip()}")
 
     def env(self) -> dict[str, str]:
-        return {k: v for k, v in os.environ.items() if not k.startswith("COBROWSE_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COBROWSE_")}
+        # Every simulated visitor comes from 127.0.0.1: no cap on sockets per address.
+        env["COBROWSE_SESSIONS_MAX_VISITOR_SOCKETS_PER_ADDRESS"] = "0"
+        return env
 
     def start(self, target: str) -> dict:
         self.count += 1

@@ -90,6 +90,8 @@ class ConsoleOptions:
 @dataclass(frozen=True, slots=True)
 class SessionOptions:
     idle_timeout: float = 1800.0  # seconds without activity before a co-browse session ends
+    # Visitor websockets open at once from one address (help, chat, sharing); 0 = unlimited.
+    max_visitor_sockets_per_address: int = 64
 
 
 # Extensions a chat file may have unless [chat] file_types says otherwise: images,
@@ -668,6 +670,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Validator]]] = {
         SessionOptions,
         {
             "idle_timeout": _v_positive_number,
+            "max_visitor_sockets_per_address": _v_size_or_zero,
         },
     ),
     "chat": (

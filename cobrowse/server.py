@@ -92,6 +92,8 @@ class Service:
             self._store = DatabaseSessionStore(self.db)
             self._store.start()
             self.hub = Hub(InMemoryBroker(), secret, store=self._store, idle_timeout=config.sessions.idle_timeout,
+                           max_visitor_sockets_per_address=config.sessions.max_visitor_sockets_per_address,
+                           trust_forwarded=config.server.trust_forwarded,
                            navigation_origins=lambda host: navigation_origins(config, host),
                            screenshare=settings_from_config(config.screenshare))
             self._abandoned = asyncio.ensure_future(self._end_abandoned_sessions())

@@ -343,6 +343,8 @@ def test_bad_env_value_names_the_variable():
         ("COBROWSE_PROXY_POOL_SIZE", "1.5", "proxy.pool_size must be a positive integer"),
         ("COBROWSE_PROXY_MAX_BODY_SIZE", "-1", "proxy.max_body_size must be a non-negative integer"),
         ("COBROWSE_PROXY_CONNECT_TIMEOUT", "nan", "proxy.connect_timeout must be a positive number"),
+        ("COBROWSE_SESSIONS_MAX_VISITOR_SOCKETS_PER_ADDRESS", "-3",
+         "sessions.max_visitor_sockets_per_address must be a non-negative integer (0 = unlimited)"),
         ("COBROWSE_UPSTREAM", "ftp://files", "upstream must be an http:// or https:// URL"),
     ],
 )
@@ -351,6 +353,25 @@ def test_env_errors(var, value, fragment):
         load_config(env={var: value}, allow_no_sites=True)
     assert str(info.value).startswith(f"environment variable {var}: "), str(info.value)
     assert fragment in str(info.value)
+
+
+def test_visitor_sockets_per_address(tmp_path):
+    assert load_config(env={}, allow_no_sites=True).sessions.max_visitor_sockets_per_address == 64
+    env = {"COBROWSE_SESSIONS_MAX_VISITOR_SOCKETS_PER_ADDRESS": "0"}
+    assert load_config(env=env, allow_no_sites=True).sessions.max_visitor_sockets_per_address == 0
+    path = write(tmp_path, """
+        [sessions]
+        max_visitor_sockets_per_address = 200
+        """)
+    assert load_config(path, env={}, allow_no_sites=True).sessions.max_visitor_sockets_per_address == 200
+    bad = write(tmp_path, """
+        [sessions]
+        max_visitor_sockets_per_address = "many"
+        """)
+    with pytest.raises(ConfigError) as info:
+        load_config(bad, env={}, allow_no_sites=True)
+    line = next(n for n, text in enumerate(bad.read_text().splitlines(), 1) if "max_visitor" in text)
+    assert info.value.line == line and "max_visitor_sockets_per_address" in str(info.value)
 
 
 def test_unknown_env_setting_suggests():

@@ -187,6 +187,25 @@ async def test_a_real_hub_handshake_is_still_handed_off(start_app, start_proxy):
     assert service._proxy.handoffs == before + 1
 
 
+async def test_visitor_sockets_per_address_through_the_proxy(start_app, start_proxy):
+    """The cap counts the address the proxy saw: a visitor's own X-Forwarded-For
+    does not make it someone else (the proxy keeps only its own entry when it
+    does not trust forwarded headers)."""
+    port = await start_app(echo_app())
+    service = await start_proxy(f"http://127.0.0.1:{port}")
+    assert service.hub.max_visitor_sockets_per_address == 64  # the default
+    service.hub.max_visitor_sockets_per_address = 2
+    url = f"http://127.0.0.1:{service.port}/__cobrowse/ws"
+    async with aiohttp.ClientSession() as http:
+        open_ = [await http.ws_connect(url, headers={"X-Forwarded-For": f"198.51.100.{n}"}) for n in (1, 2)]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await http.ws_connect(url, headers={"X-Forwarded-For": "198.51.100.3"})
+        assert info.value.status == 429
+        assert service.hub._visitor_sockets == {"127.0.0.1": 2}
+        for ws in open_:
+            await ws.close()
+
+
 async def test_max_body_size_holds_for_chunked_bodies(start_app, start_proxy):
     """Only a Content-Length over max_body_size was refused: the same body sent
     chunked went through whole, however large."""

@@ -1067,3 +1067,50 @@ async def test_a_session_takes_no_more_open_tabs_than_its_limit(env):
                                   "message": "this sharing session has too many open tabs", "re": "hello"}
     assert await extra.recv() == {"t": "welcome", "v": 1}, "welcomed, but not into the session"
     assert len(env.hub.sessions[shared["session"]].tabs) == MAX_TABS
+
+
+# ----- sockets per address ---------------------------------------------------------------------
+
+
+async def _refused(env: Env, headers: dict | None = None) -> int:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await env.client.ws_connect("/ws", headers=headers)
+    return info.value.status
+
+
+async def test_visitor_sockets_per_address_are_capped(make_env):
+    env = await make_env(max_visitor_sockets_per_address=2)
+    first, _ = await env.visitor("V1", "T1")
+    await env.visitor("V2", "T2")
+    assert await _refused(env) == 429  # a third from the same address
+    # Another address is counted apart.
+    other = Peer(await env.client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.9"}))
+    await other.send({"t": "hello", "v": 1, "visitor": "V3", "tab": "T3", "url": "https://shop.test/", "title": "x"})
+    await other.until("welcome")
+    # A socket that closes makes room.
+    await first.close()
+    for _ in range(int(WAIT / 0.01)):
+        if env.hub._visitor_sockets.get("127.0.0.1") == 1:
+            break
+        await asyncio.sleep(0.01)
+    again, _ = await env.visitor("V1", "T1")
+    await again.sync()
+
+
+async def test_behind_a_trusted_terminator_the_visitor_is_the_address_it_added(make_env):
+    env = await make_env(max_visitor_sockets_per_address=1, trust_forwarded=True)
+    # Our proxy appends the address it saw: the terminator's, the same for everyone.
+    a = await env.client.ws_connect("/ws", headers={"X-Forwarded-For": "198.51.100.1, 10.0.0.5"})
+    b = await env.client.ws_connect("/ws", headers={"X-Forwarded-For": "198.51.100.2, 10.0.0.5"})
+    assert set(env.hub._visitor_sockets) == {"198.51.100.1", "198.51.100.2"}
+    assert await _refused(env, {"X-Forwarded-For": "198.51.100.1, 10.0.0.5"}) == 429
+    await a.close()
+    await b.close()
+
+
+async def test_without_trust_the_last_address_counts(make_env):
+    env = await make_env(max_visitor_sockets_per_address=1)
+    a = await env.client.ws_connect("/ws", headers={"X-Forwarded-For": "198.51.100.1, 10.0.0.5"})
+    # A visitor could write anything before our proxy's entry: only that entry counts.
+    assert await _refused(env, {"X-Forwarded-For": "198.51.100.2, 10.0.0.5"}) == 429
+    await a.close()

@@ -260,7 +260,8 @@ class Hub:
     def __init__(self, broker: Broker, secret: bytes, *, store: SessionStore | None = None,
                  idle_timeout: float = 1800.0, clock: Callable[[], float] = time.time,
                  navigation_origins: NavigationOrigins | None = None,
-                 screenshare: ScreenShareSettings | None = None) -> None:
+                 screenshare: ScreenShareSettings | None = None,
+                 max_visitor_sockets_per_address: int = 0, trust_forwarded: bool = False) -> None:
         self.broker = broker
         self.screens = ScreenShares(screenshare)  # screen sharing and calls (cobrowse/sync/screenshare.py)
         self.navigation_origins = navigation_origins
@@ -286,6 +287,11 @@ class Hub:
         # Chat (cobrowse/sync/chat.py), when the service has a chat store: set by the server.
         self.chat: HubChat | None = None
         self.chat_links: dict[str, str] = {}  # co-browse session id -> its conversation id
+        # Open visitor sockets per address: one address opening thousands (each
+        # costs memory and a share of the loop) is a script, not visitors.
+        self.max_visitor_sockets_per_address = max_visitor_sockets_per_address
+        self.trust_forwarded = trust_forwarded
+        self._visitor_sockets: dict[str, int] = {}
 
     # ----- lifecycle ---------------------------------------------------------------
 
@@ -375,11 +381,35 @@ class Hub:
 
     # ----- visitors -------------------------------------------------------------------
 
-    async def visitor_socket(self, request: web.Request) -> web.WebSocketResponse:
+    async def visitor_socket(self, request: web.Request) -> web.StreamResponse:
+        peer = self.visitor_address(request)
+        open_here = self._visitor_sockets.get(peer, 0)
+        if self.max_visitor_sockets_per_address and open_here >= self.max_visitor_sockets_per_address:
+            # Refused before the upgrade: the widget backs off (up to 10 s) and tries again.
+            log.warning("refused a visitor socket from %s: %d open already", peer, open_here)
+            return web.Response(status=429, text="too many open connections from this address\n")
+        self._visitor_sockets[peer] = open_here + 1
+        try:
+            return await self._visitor_socket(request, peer)
+        finally:
+            left = self._visitor_sockets.pop(peer) - 1
+            if left:
+                self._visitor_sockets[peer] = left
+
+    def visitor_address(self, request: web.Request) -> str:
+        """The visitor's address. Visitors reach the hub through our proxy, which puts
+        the address it saw last in X-Forwarded-For; behind a trusted TLS terminator,
+        that is the terminator, and the visitor is the address the terminator added."""
+        forwarded = request.headers.get("X-Forwarded-For")
+        if not forwarded:
+            return request.remote or "?"
+        hops = forwarded.split(",")
+        return (hops[-2] if self.trust_forwarded and len(hops) > 1 else hops[-1]).strip()
+
+    async def _visitor_socket(self, request: web.Request, peer: str) -> web.WebSocketResponse:
         ws = DirectWebSocketResponse(max_msg_size=p.MAX_VISITOR_FRAME, compress=True, heartbeat=30.0)
         await ws.prepare(request)
         _send_uncompressed(ws)
-        peer = request.headers.get("X-Forwarded-For", request.remote or "?").split(",")[-1].strip()
         connection = Connection(ws, f"visitor {peer}", request.transport)
         self._connections.add(connection)
         site = request.headers.get("X-Forwarded-Host") or request.host
