@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import os
+import re
 from typing import TYPE_CHECKING
 
 import httptools
