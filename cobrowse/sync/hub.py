@@ -386,7 +386,9 @@ class Hub:
         open_here = self._visitor_sockets.get(peer, 0)
         if self.max_visitor_sockets_per_address and open_here >= self.max_visitor_sockets_per_address:
             # Refused before the upgrade: the widget backs off (up to 10 s) and tries again.
-            log.warning("refused a visitor socket from %s: %d open already", peer, open_here)
+            log.warning("refused a visitor socket from %s: %d open already (sessions.max_visitor_sockets_per_address;"
+                        " behind a TLS terminator, server.trust_forwarded makes each visitor's own address count)",
+                        peer, open_here)
             return web.Response(status=429, text="too many open connections from this address\n")
         self._visitor_sockets[peer] = open_here + 1
         try:
