@@ -202,6 +202,19 @@ async def test_visitor_sockets_per_address_through_the_proxy(start_app, start_pr
             await http.ws_connect(url, headers={"X-Forwarded-For": "198.51.100.3"})
         assert info.value.status == 429
         assert service.hub._visitor_sockets == {"127.0.0.1": 2}
+        # The refused connection was the app's (handed off): it must close, not
+        # take a second handshake that skips the proxy and names any address.
+        client = await RawClient.connect(service.port)
+        handshake = (b"GET /__cobrowse/ws HTTP/1.1\r\nHost: shop.test\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n%b\r\n")
+        await client.send(handshake % b"")
+        assert (await client.read_head()).status == 429
+        await client.send(handshake % b"X-Forwarded-For: 203.0.113.7\r\n")
+        rest = await read_all(client)
+        await client.close()
+        assert b" 101 " not in rest
+        assert service.hub._visitor_sockets == {"127.0.0.1": 2}
         for ws in open_:
             await ws.close()
 

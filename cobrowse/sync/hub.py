@@ -389,7 +389,11 @@ class Hub:
             log.warning("refused a visitor socket from %s: %d open already (sessions.max_visitor_sockets_per_address;"
                         " behind a TLS terminator, server.trust_forwarded makes each visitor's own address count)",
                         peer, open_here)
-            return web.Response(status=429, text="too many open connections from this address\n")
+            refused = web.Response(status=429, text="too many open connections from this address\n")
+            # The proxy handed this connection to our app for good: kept alive, its
+            # next requests would reach the app without passing the proxy.
+            refused.force_close()
+            return refused
         self._visitor_sockets[peer] = open_here + 1
         try:
             return await self._visitor_socket(request, peer)
