@@ -318,6 +318,19 @@ def test_coding_round_trip(coding, accept_encoding, recompress, resent):
     assert decode(out, coding if resent else None) == EXPECTED
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_recompression_writes_nothing_while_the_scanner_holds_a_token(coding):
+    # A long head tag fed a few bytes at a time: while the scanner holds it back,
+    # the encoder must not be fed nothing (zlib would still write an empty block).
+    small = b"<html><head><meta name=description content='" + b"x" * 200 + b"'><title>t</title></head><body>x"
+    encoded = ENCODERS[coding](small)
+    request = RequestInfo("GET", sec_fetch_dest="document", accept_encoding=coding)
+    page = plan(HTML + [("Content-Encoding", coding)], request)
+    pieces = list(body_of(page, [encoded[i:i + 7] for i in range(0, len(encoded), 7)]))
+    assert decode(b"".join(pieces), coding) == small.replace(b"<title>", SNIPPET + b"<title>")
+    assert b"\x00\x00\x00\xff\xff" not in pieces  # zlib's empty sync-flush block, written alone
+
+
 def test_raw_deflate_is_decoded():
     page, out = run([raw_deflate(PAGE)], HTML + [("Content-Encoding", "deflate")], injector=NO_RECOMPRESS)
     assert out == EXPECTED

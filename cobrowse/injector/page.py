@@ -193,16 +193,17 @@ class PageRewriter:
                 yield from self._out(self._text(piece, final=False))
         out = self._text(b"", final=True)
         if self._encoder is not None:
-            encoded = self._encoder.feed(b"".join(out)) if out else b""
-            out = [encoded + self._encoder.finish()]
+            text = b"".join(out)
+            out = [(self._encoder.feed(text) if text else b"") + self._encoder.finish()]
         for piece in out:
             if piece:
                 yield piece
 
     def _out(self, pieces: list[bytes | memoryview]) -> Iterator[bytes | memoryview]:
         if self._encoder is not None:
-            if pieces:
-                encoded = self._encoder.feed(b"".join(pieces))
+            text = b"".join(pieces)
+            if text:  # (an encoder fed nothing may still write an empty block)
+                encoded = self._encoder.feed(text)
                 if encoded:
                     yield encoded
             return
