@@ -617,3 +617,26 @@ async def test_a_tab_over_the_limit_is_turned_away_and_the_others_share_on(conte
     assert welcome[0]["session"] == shared["session"]
     assert not wire2.sent_of("share")
     await wire2.wait(lambda: wire2.sent_of("rr"), "the second tab's events")
+
+
+async def test_a_turned_away_tab_shares_anew_once_the_session_has_ended(context, demo_service, monkeypatch):
+    from cobrowse.sync import session as session_module
+
+    monkeypatch.setattr(session_module, "MAX_TABS", 1)
+    first, second = await context.new_page(), await context.new_page()
+    wire1, wire2 = Wire().attach(first), Wire().attach(second)
+    await open_page(first, demo_service, "/")
+    shared = await start_sharing(first, wire1)
+    await open_page(second, demo_service, "/login")
+    await wire2.wait(lambda: [f for f in wire2.received_of("error") if f["code"] == "too_many_tabs"], "too_many_tabs")
+    await first.locator(STOP_BUTTON).click()  # the session ends; the stored one is cleared
+    await wire1.wait_sent('"t":"stop"')
+    for _ in range(100):
+        if await stored_session(first) is None:
+            break
+        await asyncio.sleep(0.05)
+    assert await stored_session(first) is None
+    await second.locator(LAUNCHER).click()
+    await second.locator(SHARE_BUTTON).click()  # "Try again"
+    new = await wire2.wait(lambda: wire2.received_of("shared"), "a new share from the second tab")
+    assert new[0]["session"] != shared["session"]

@@ -92,7 +92,7 @@ export function consent(w) {
   function start() {
     if (state.phase != 'idle' && state.phase != 'ended' && state.phase != 'failed') return;
     // A tab turned away from a session that goes on joins it again, not a new one.
-    if (state.phase == 'failed' && state.reason == 'too_many_tabs') return w.emit('resume');
+    if (state.phase == 'failed' && state.reason == 'too_many_tabs') return w.emit('share:rejoin', { name: name.value });
     w.emit('share:start', { name: name.value });
   }
 

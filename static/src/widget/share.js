@@ -25,7 +25,7 @@
 //                  with w.share.send(): control, unmark, command_result, input_refused
 //
 // Features talk to it through the widget's events:
-//   in:  'share:start' {name}, 'share:stop', 'resume'
+//   in:  'share:start' {name}, 'share:stop', 'share:rejoin', 'resume'
 //   out: 'share:state' {phase, code, expires, viewers, reason}
 //        phase: idle | starting | resuming | sharing | reconnecting | failed | ended
 //        'share:nav' {url}   a same-document navigation (pushState, popstate, hash)
@@ -341,6 +341,17 @@ export function share(w) {
     recorder.start().catch(recorderFailed);
   }
 
+  // "Try again" in a tab turned away as one too many: join the session again,
+  // or share anew if it has ended meanwhile. The resume token goes in a hello,
+  // so a socket kept open by the chat is opened again.
+  function rejoin(data) {
+    if (active()) return;
+    if (!storedSession()) return start(data && data.name);
+    const wasUp = hub.up();
+    resume();
+    if (wasUp) hub.drop();
+  }
+
   // The visitor stops: every agent's view ends at once. `stop` goes on the live
   // socket, or over a short connection of its own while we are reconnecting.
   function stop(why) {
@@ -435,6 +446,7 @@ export function share(w) {
   w.on('share:start', (data) => start(data && data.name));
   w.on('share:stop', () => stop());
   w.on('resume', resume);
+  w.on('share:rejoin', rejoin);
   w.share = {
     state: () => ({ phase, reason, viewers, code: sess && sess.code, expires: sess && sess.expires }),
     send: (m) => live && send(m),
