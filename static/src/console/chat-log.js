@@ -86,6 +86,15 @@ export class MessageList {
     return true;
   }
 
+  // The last seq held with none missing before it (a conversation's seqs are
+  // 1, 2, 3...): where a resync starts. From maxSeq, a history page cut off by a
+  // dropped connection while live messages came in would never be fetched.
+  heldThrough() {
+    let n = 0;
+    while (this.confirmed.has(n + 1)) n++;
+    return n;
+  }
+
   // chat_ack for one of our messages: it is stored as seq.
   ack(id, seq, at) {
     const local = this.pending.get(id);

@@ -321,7 +321,7 @@ export class ChatController {
   }
 
   open(conv) {
-    if (this.ctx.send({ t: 'chat_open', conversation: conv.id, after: conv.log.maxSeq })) this.openRequests.push(conv.id);
+    if (this.ctx.send({ t: 'chat_open', conversation: conv.id, after: conv.log.heldThrough() })) this.openRequests.push(conv.id);
   }
 
   // ----- conversations and tabs -------------------------------------------------------------

@@ -639,11 +639,21 @@ export function install(w, ui) {
   };
   for (const t in on) w.on('hub:' + t, on[t]);
 
+  // A conversation's messages are numbered 1, 2, 3...: a resync starts after the
+  // last one held with none missing before it. From the newest held, a history
+  // page cut off by a dropped connection (while live messages came in) would
+  // never be fetched.
+  function heldThrough() {
+    let n = 0;
+    while (bySeq.has(n + 1)) n++;
+    return n;
+  }
+
   w.on('socket:up', () => {
     down = false;
     if (start) send(start);
     if (conv) {
-      send({ t: 'chat_resume', token: conv.token, after: maxSeq });
+      send({ t: 'chat_resume', token: conv.token, after: heldThrough() });
       seenSent = [0, 0];
       for (const o of outbox) sendOut(o);
     }
@@ -666,7 +676,7 @@ export function install(w, ui) {
     outbox = storedOutbox(c.conversation);
     outbox.forEach(showPending);
     hold();
-    if (w.hub.up()) send({ t: 'chat_resume', token: conv.token, after: maxSeq });
+    if (w.hub.up()) send({ t: 'chat_resume', token: conv.token, after: heldThrough() });
     chatView(false);
     loadConfig().catch(() => {}); // (file limits)
   }
