@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -54,7 +55,9 @@ def _assert_same_conversation(visitor: VisitorClient, agent: AgentClient) -> Non
         assert side.outbox == {}
 
 
-async def test_messages_survive_repeated_drops(tmp_path, cheap_hashes):
+@contextlib.asynccontextmanager
+async def chat_pair(tmp_path):
+    """A service, and a visitor and an agent in one conversation."""
     runner, upstream_port = await start_shop_upstream()
     service = Service(make_config(f"http://127.0.0.1:{upstream_port}", data_dir=str(tmp_path)))
     await service.start()
@@ -69,7 +72,16 @@ async def test_messages_survive_repeated_drops(tmp_path, cheap_hashes):
         await agent.wait_for(lambda: any(o["conversation"] == visitor.conversation for o in agent.offers),
                              "the offer")
         await agent.accept(visitor.conversation)
+        yield visitor, agent
+        await visitor.close()
+        await agent.close()
+    finally:
+        await service.stop()
+        await runner.cleanup()
 
+
+async def test_messages_survive_repeated_drops(tmp_path, cheap_hashes):
+    async with chat_pair(tmp_path) as (visitor, agent):
         rng = random.Random(5)
         count = 300
 
@@ -100,30 +112,12 @@ async def test_messages_survive_repeated_drops(tmp_path, cheap_hashes):
         assert texts == [f"visitor {i}" for i in range(count)]
         texts = [m["text"] for _, m in sorted(agent.held.items()) if m["sender"] == "agent"]
         assert texts == [f"agent {i}" for i in range(count)]
-        await visitor.close()
-        await agent.close()
-    finally:
-        await service.stop()
-        await runner.cleanup()
 
 
 async def test_a_resync_fills_a_gap_below_the_newest_message_held(tmp_path, cheap_hashes):
     """A history page cut off by a dropped connection, while live messages came in,
     leaves a gap below the newest message held: the resync starts at the gap."""
-    runner, upstream_port = await start_shop_upstream()
-    service = Service(make_config(f"http://127.0.0.1:{upstream_port}", data_dir=str(tmp_path)))
-    await service.start()
-    try:
-        await accounts.create_user(service.db, "gap-agent", PASSWORD, display_name="Gil")
-        console = f"http://127.0.0.1:{service.console_port}"
-        cookie = await agent_cookie(service.console_port, "gap-agent", PASSWORD)
-        visitor = VisitorClient(f"ws://127.0.0.1:{service.port}/__cobrowse/ws")
-        agent = AgentClient(f"ws://127.0.0.1:{service.console_port}/ws", cookie, console)
-        await visitor.connect()
-        await agent.connect()
-        await agent.wait_for(lambda: any(o["conversation"] == visitor.conversation for o in agent.offers),
-                             "the offer")
-        await agent.accept(visitor.conversation)
+    async with chat_pair(tmp_path) as (visitor, agent):
         for i in range(12):
             await agent.send(f"agent {i}")
         await visitor.wait_for(lambda: sum(m["sender"] == "agent" for m in visitor.held.values()) == 12, "12 messages")
@@ -136,11 +130,6 @@ async def test_a_resync_fills_a_gap_below_the_newest_message_held(tmp_path, chea
             await side.connect()
             await side.wait_for(lambda side=side, newest=newest: all(n in side.held for n in range(1, newest + 1)),
                                 "the gap filled")
-        await visitor.close()
-        await agent.close()
-    finally:
-        await service.stop()
-        await runner.cleanup()
 
 
 def _free_port() -> int:
