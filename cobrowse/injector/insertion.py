@@ -33,11 +33,21 @@ from collections.abc import Callable
 
 _WHITESPACE = b" \t\n\r\f"
 _WHITESPACE_RUN = re.compile(rb"[ \t\n\r\f]+")
-# A quote starts a quoted value only right after "=": in "content=Joe's>" it is just a character.
-_START_TAG = re.compile(
-    rb"<([a-zA-Z][^\t\n\r\f />]*)((?:[^>=]++|=[\t\n\r\f ]*+(?:\"[^\"]*+\"|'[^']*+'|(?![\"'])))*+)>"
-)
-_END_TAG = re.compile(rb"</([a-zA-Z][^\t\n\r\f />]*)[^>]*>")
+# A tag's attributes as browsers tokenize them (WHATWG HTML 13.2.5.32-42):
+# spaces and "/" between attributes; a name, which may start with "=" and may
+# hold quotes; then, if "=" follows the name, a value: quoted, or unquoted up
+# to a space or ">". A quote opens a value only right after "=" (in
+# "content=Joe's>" it is just a character, in '<a ="x>' part of a name). Once
+# "=" follows a name a value must follow, so an unclosed quote leaves the tag
+# incomplete until a later chunk closes it. End tags carry attributes the
+# same way. Every quantifier is possessive, as the tokenizer never backtracks:
+# a tag with no ">" costs one pass over it, not one per byte.
+_ATTRS = (rb"(?:[\t\n\r\f /]*+(?:=[^\t\n\r\f />=]*+|[^\t\n\r\f />=]++)"  # spaces, a name
+          rb"(?:[\t\n\r\f ]*+=[\t\n\r\f ]*+(?:\"[^\"]*+\"|'[^']*+'|(?![\"'])[^\t\n\r\f >]*+)"  # = value
+          rb"|(?![\t\n\r\f ]*+=)))*+[\t\n\r\f /]*+")
+_TAG_NAME = rb"[a-zA-Z][^\t\n\r\f />]*+"
+_START_TAG = re.compile(rb"<(" + _TAG_NAME + rb")(" + _ATTRS + rb")>")
+_END_TAG = re.compile(rb"</(" + _TAG_NAME + rb")" + _ATTRS + rb">")
 _ATTRIBUTE = re.compile(
     rb"([^\t\n\r\f />\"'=][^\t\n\r\f />\"'=]*)(?:[\t\n\r\f ]*=[\t\n\r\f ]*"
     rb"(?:\"([^\"]*)\"|'([^']*)'|([^\t\n\r\f >]+)))?"
@@ -65,7 +75,6 @@ _CLOSE_HOLD = {_COMMENT_END: len(b"--!"), **{p: len(b"</") + len(name) for name,
 # over there for the one token that decides something (our tag's place,
 # <body>, text) or is incomplete. A run that mentions a CSP is walked token by
 # token too: its metas need reading. Tests compare both ways on generated pages.
-_ATTRS = rb"(?:[^>=]++|=[\t\n\r\f ]*+(?:\"[^\"]*+\"|'[^']*+'|(?![\"'])))*+"
 _NAME_END = rb"(?=[\t\n\r\f />])"
 # Unrolled (no lazy ".*?", which costs a backtracking step per byte).
 _SKIP_COMMENTS = rb"[ \t\n\r\f]++|<!--(?:-?>|[^-]*+(?:-(?!-!?>)[^-]*+)*+--!?>)|<!(?!--)[^>]*+>|<\?[^>]*+>"
@@ -78,7 +87,7 @@ def _start_tags(names) -> bytes:
 def _raw_text_element(name: bytes) -> bytes:
     close = rb"</" + name + _NAME_END
     return (rb"<" + name + _NAME_END + _ATTRS + rb">[^<]*+(?:<(?!/" + name + _NAME_END + rb")[^<]*+)*+"
-            + close + rb"[^>]*+>")
+            + close + _ATTRS + rb">")
 
 
 _LEADING_RUN = re.compile(rb"(?:" + _SKIP_COMMENTS + rb"|" + _start_tags(_LEADING_TAGS) + rb")*+", re.IGNORECASE)
@@ -86,7 +95,7 @@ _HEAD_RUN = re.compile(
     rb"(?:" + _SKIP_COMMENTS
     + rb"|" + _start_tags(_HEAD_TAGS - _RAW_TEXT)
     + b"".join(rb"|" + _raw_text_element(name) for name in sorted(_HEAD_TAGS & _RAW_TEXT))
-    + rb"|</(?:head|" + b"|".join(sorted(_HEAD_TAGS)) + rb")" + _NAME_END + rb"[^>]*+>"
+    + rb"|</(?:head|" + b"|".join(sorted(_HEAD_TAGS)) + rb")" + _NAME_END + _ATTRS + rb">"
     + rb")*+",
     re.IGNORECASE,
 )
@@ -289,9 +298,10 @@ class InsertionScanner:
             match = _END_TAG.match(buf, pos)
             if match:
                 return match.end(), "end", match.group(1).lower(), b""
-            if buf.find(b">", pos) < 0:
-                return -1, "", b"", b""
-            return pos, "text", b"", b""
+            third = buf[pos + 2] if pos + 2 < end else 0x41
+            if (0x41 <= third <= 0x5A) or (0x61 <= third <= 0x7A) or buf.find(b">", pos) < 0:
+                return -1, "", b"", b""  # an end tag whose ">" (or a quote's end) has not arrived yet
+            return pos, "text", b"", b""  # "</>", "</ x>": not a tag
         if (0x41 <= nxt <= 0x5A) or (0x61 <= nxt <= 0x7A):
             match = _START_TAG.match(buf, pos)
             if match:
