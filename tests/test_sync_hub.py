@@ -499,6 +499,30 @@ async def test_code_guessing_is_rate_limited(env):
     assert (await agent.until("joined"))["session"] == shared["session"]
 
 
+@pytest.mark.parametrize("trusted", [False, True])
+async def test_code_guesses_count_per_address_whatever_x_forwarded_for_says(make_env, trusted):
+    # The console's listener is not behind our proxy: a client's own
+    # X-Forwarded-For must not give each guess a fresh address. Behind a trusted
+    # TLS terminator, the entry it added is the agent's address.
+    env = await make_env(trust_forwarded=trusted)
+    visitor, shared = await env.sharing()
+    wrong = f"{(int(shared['code']) + 1) % 10**6:06d}"
+    anna = Peer(await env.client.ws_connect("/agent", headers={"X-Forwarded-For": "10.0.0.1"}))
+    await anna.send({"t": "agent_hello", "v": 1})
+    await anna.recv()
+    for _ in range(10):
+        await anna.send({"t": "join", "code": wrong})
+        assert (await anna.recv())["code"] == "not_found"
+    sam = Peer(await env.client.ws_connect("/supervisor", headers={"X-Forwarded-For": "10.0.0.1, 10.0.0.2"}))
+    await sam.send({"t": "agent_hello", "v": 1})
+    await sam.recv()
+    await sam.send({"t": "join", "code": shared["code"]})
+    if trusted:
+        assert (await sam.until("joined"))["session"] == shared["session"]
+    else:
+        assert (await sam.recv())["code"] == "rate_limited"
+
+
 async def test_expired_code_is_refused(env):
     visitor, shared = await env.sharing()
     env.clock.now += CODE_TTL + 1

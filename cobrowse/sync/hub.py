@@ -412,6 +412,15 @@ class Hub:
         hops = forwarded.split(",")
         return (hops[-2] if self.trust_forwarded and len(hops) > 1 else hops[-1]).strip()
 
+    def agent_address(self, request: web.Request) -> str:
+        """The agent's address. Agents reach the console's own listener, not our
+        proxy: X-Forwarded-For there is whatever the client sent, unless a trusted
+        TLS terminator in front added the last entry."""
+        forwarded = request.headers.get("X-Forwarded-For") if self.trust_forwarded else None
+        if forwarded:
+            return forwarded.split(",")[-1].strip() or "?"
+        return request.remote or "?"
+
     async def _visitor_socket(self, request: web.Request, peer: str) -> web.WebSocketResponse:
         ws = DirectWebSocketResponse(max_msg_size=p.MAX_VISITOR_FRAME, compress=True, heartbeat=30.0)
         await ws.prepare(request)
@@ -655,7 +664,7 @@ class Hub:
         ws = DirectWebSocketResponse(max_msg_size=p.MAX_AGENT_FRAME, compress=True, heartbeat=30.0)
         await ws.prepare(request)
         key = secrets.token_urlsafe(12)
-        peer = request.headers.get("X-Forwarded-For", request.remote or "?").split(",")[-1].strip()
+        peer = self.agent_address(request)
         connection = Connection(ws, f"agent {agent.name} {peer}", request.transport)
         self._connections.add(connection)
         connection.subscribe(self.broker, agent_topic(key))
