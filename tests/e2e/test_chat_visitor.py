@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 from playwright.async_api import expect
 
-from .test_visitor_share import Wire
+from .test_visitor_share import Wire, start_sharing
 
 pytestmark = pytest.mark.e2e
 
@@ -603,6 +603,54 @@ async def test_share_and_stop_from_the_chat_on_one_socket(page, watch, demo_serv
                          "a message after sharing stopped")
         assert len(wire.sockets) == 1 and not wire.sockets[0].is_closed()
         await watch.assert_clean()
+    finally:
+        await agent.close()
+
+
+async def test_try_again_in_a_tab_whose_chat_holds_the_socket_resumes_on_a_new_socket(context, demo_service,
+                                                                                        monkeypatch):
+    """A tab the hub turned away as one too many, where the visitor then
+    chats: the chat holds the socket. The resume token travels in a hello, so
+    "Try again" must open a new socket to send it; the chat goes on over it."""
+    from cobrowse.sync import session as session_module
+
+    monkeypatch.setattr(session_module, "MAX_TABS", 1)
+    agent = await ChatAgent.connect(demo_service)
+    try:
+        first, second = await context.new_page(), await context.new_page()
+        wire1, wire2 = Wire().attach(first), Wire().attach(second)
+        await open_page(first, demo_service, "/")
+        shared = await start_sharing(first, wire1)
+        await open_page(second, demo_service, "/login")
+        await wire2.wait(lambda: [f for f in wire2.received_of("error") if f["code"] == "too_many_tabs"],
+                         "too_many_tabs")
+
+        await start_chat(second)
+        await send_text(second, "Hello from the second tab")
+        await wire2.wait_sent("Hello from the second tab")
+        held = wire2.sockets[-1]
+        await second.wait_for_timeout(300)
+        assert not held.is_closed()  # the chat holds it
+
+        monkeypatch.setattr(session_module, "MAX_TABS", 2)
+        await second.locator(f"{ROOT} >> button.shx").click()  # "Share my page with the agent"
+        again = second.locator(f"{ROOT} >> .sec.share button.btn.pri")
+        await expect(again).to_have_text("Try again")
+        await again.click()
+        welcome = await wire2.wait(lambda: [f for f in wire2.received_of("welcome") if f.get("session")],
+                                   "the second tab's welcome into the session")
+        assert welcome[0]["session"] == shared["session"]
+        assert wire2.sockets[-1] is not held and held.is_closed()
+        assert wire2.sent_of("hello")[-1]["resume"] == shared["resume"]
+        assert not wire2.sent_of("share")
+        await wire2.wait(lambda: wire2.sent_of("rr"), "the second tab's events")
+
+        await send_text(second, "Still here")
+        conversation = await agent.accept_next()
+        await agent.wait(lambda: [m for m in agent.messages(conversation) if m["text"] == "Still here"],
+                         "the message sent after the new socket")
+        texts = [m["text"] for m in agent.messages(conversation)]
+        assert texts.count("Hello from the second tab") == 1, texts
     finally:
         await agent.close()
 
