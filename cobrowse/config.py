@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -180,6 +181,8 @@ class ProxyOptions:
     inject: bool = True  # inject the script into HTML navigations
     recompress: bool = True  # re-encode injected pages with the upstream's Content-Encoding
     websocket: bool = True  # proxy the site's own websockets
+    upstream_ca_file: str = ""  # PEM CA bundle trusted for https upstreams instead of the system's
+    upstream_tls_verify: bool = True  # False: accept any certificate from https upstreams
 
 
 def _split_port(host: str) -> tuple[str, str | None]:
@@ -501,6 +504,19 @@ def _v_str(value: object, name: str, from_text: bool) -> str:
     return value.strip()
 
 
+def _v_ca_file(value: object, name: str, from_text: bool) -> str:
+    path = _v_str(value, name, from_text)
+    if not path:
+        return ""
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError:  # (an OSError too)
+        raise _Invalid(f"{name}: {path!r} holds no PEM certificate") from None
+    except OSError as exc:
+        raise _Invalid(f"{name}: cannot read {path!r} ({exc.strerror or exc})") from None
+    return path
+
+
 def _v_secret(value: object, name: str, from_text: bool) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"{name} must be a string, got {_show(value)}")
@@ -657,6 +673,8 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Validator]]] = {
             "inject": _v_bool,
             "recompress": _v_bool,
             "websocket": _v_bool,
+            "upstream_ca_file": _v_ca_file,
+            "upstream_tls_verify": _v_bool,
         },
     ),
     "console": (

@@ -203,6 +203,9 @@ async def run(config: Config, *, demo_shop_listen: str | None = None) -> None:
         else:
             for site in config.sites:
                 print(f"Proxying {site.host} -> {site.upstream}", file=sys.stderr)
+            if not config.proxy.upstream_tls_verify and any(site.upstream.startswith("https:")
+                                                             for site in config.sites):
+                log.warning("proxy.upstream_tls_verify is off: https upstreams' certificates are not checked")
             print(f"Listening on {base}/", file=sys.stderr)
         console = config.console.public_url or public_url(
             f"{parse_listen(config.console.listen)[0] or '127.0.0.1'}:{service.console_port}")

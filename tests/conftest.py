@@ -181,14 +181,14 @@ def upstream_headers(response: Response) -> dict[str, list[str]]:
 
 @pytest.fixture
 async def start_app():
-    """Starts an aiohttp app on a free port; returns the port."""
+    """Starts an aiohttp app on a free port (TLS with ``ssl_context``); returns the port."""
     runners = []
 
-    async def start(app: web.Application, **runner_options) -> int:
+    async def start(app: web.Application, *, ssl_context=None, **runner_options) -> int:
         runner = web.AppRunner(app, access_log=None, **runner_options)
         await runner.setup()
         runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         return site._server.sockets[0].getsockname()[1]
 

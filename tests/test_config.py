@@ -695,3 +695,41 @@ def test_config_error_str():
     assert str(ConfigError("m", origin="environment variable X")) == "environment variable X: m"
     err = pickle.loads(pickle.dumps(ConfigError("m", "f.toml", 7)))
     assert str(err) == "f.toml:7: m" and err.line == 7
+
+
+# --- https upstreams ---------------------------------------------------------
+
+
+def test_upstream_ca_file_and_verification_from_file_and_environment(tmp_path):
+    import trustme
+
+    ca_path = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_path))
+    path = write(tmp_path, f"""
+        [proxy]
+        upstream_ca_file = "{ca_path}"
+        [[site]]
+        host = "*"
+        upstream = "https://app.internal"
+        """)
+    config = load_config(path, env={})
+    assert config.proxy.upstream_ca_file == str(ca_path) and config.proxy.upstream_tls_verify is True
+    config = load_config(path, env={"COBROWSE_PROXY_UPSTREAM_TLS_VERIFY": "false"})
+    assert config.proxy.upstream_tls_verify is False
+    assert load_config(env={}, allow_no_sites=True).proxy.upstream_ca_file == ""
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (None, "cannot read"),
+    (b"not a certificate\n", "holds no PEM certificate"),
+])
+def test_an_unusable_upstream_ca_file_names_its_line(tmp_path, content, fragment):
+    ca_path = tmp_path / "ca.pem"
+    if content is not None:
+        ca_path.write_bytes(content)
+    path = write(tmp_path, f"""
+        [proxy]
+        read_timeout = 10
+        upstream_ca_file = "{ca_path}"
+        """)
+    assert_error_at(path, 3, "proxy.upstream_ca_file", fragment, str(ca_path))

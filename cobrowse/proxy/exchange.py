@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import re
+import ssl
 from typing import TYPE_CHECKING
 
 import httptools
@@ -122,6 +123,11 @@ class Exchange:
             conn, new = await self.proxy.pool.acquire(self.target, fresh)
         except (TimeoutError, asyncio.TimeoutError):
             self._fail_before_response(504, f"connecting to the upstream timed out after {self.proxy.connect_timeout:g} s")
+            return
+        except ssl.SSLCertVerificationError as exc:
+            log.warning("upstream %s: its TLS certificate is not trusted (%s); proxy.upstream_ca_file names "
+                        "the CA to trust", self.target.key, exc.verify_message or exc)
+            self._fail_before_response(502, "the upstream's TLS certificate could not be verified")
             return
         except OSError as exc:
             log.warning("cannot connect to upstream %s: %s", self.target.key, exc)

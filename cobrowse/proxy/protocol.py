@@ -66,7 +66,8 @@ class Proxy:
         # for every co-browse frame.
         self.internal_server = internal_server
         self.handoffs = 0  # connections handed to our app (for monitoring and tests)
-        self.pool = UpstreamPool(options.pool_size, options.connect_timeout)
+        self.pool = UpstreamPool(options.pool_size, options.connect_timeout, ca_file=options.upstream_ca_file,
+                                 tls_verify=options.upstream_tls_verify)
         self.nonces = NonceSource()
         # Timeouts are checked by one sweep a second instead of a timer per
         # request: cheaper on the hot path, and a second of slack is fine.

@@ -90,10 +90,24 @@ class UpstreamProtocol(asyncio.Protocol):
             self.transport.close()
 
 
+def tls_context(ca_file: str = "", verify: bool = True) -> ssl.SSLContext:
+    """The client context for https upstreams: the system's CAs, or only those
+    in ``ca_file`` (an upstream with a private CA); no checks at all when
+    ``verify`` is off (a self-signed upstream on a network one trusts)."""
+    context = ssl.create_default_context(cafile=ca_file or None)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class UpstreamPool:
-    def __init__(self, pool_size: int, connect_timeout: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, pool_size: int, connect_timeout: float, loop: asyncio.AbstractEventLoop | None = None,
+                 ca_file: str = "", tls_verify: bool = True) -> None:
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
+        self._ca_file = ca_file
+        self._tls_verify = tls_verify
         self._idle: dict[str, collections.deque[UpstreamProtocol]] = {}
         self._busy: dict[str, int] = collections.defaultdict(int)  # connections in use or opening
         self._waiters: dict[str, collections.deque[asyncio.Future]] = collections.defaultdict(collections.deque)
@@ -144,7 +158,7 @@ class UpstreamPool:
             return UpstreamProtocol(self, target)
 
         if target.tls and self._ssl is None:
-            self._ssl = ssl.create_default_context()
+            self._ssl = tls_context(self._ca_file, self._tls_verify)
         async with asyncio.timeout(self._connect_timeout):
             if target.unix_path is not None:
                 _, conn = await loop.create_unix_connection(factory, target.unix_path)
