@@ -513,7 +513,10 @@ async def test_code_guesses_count_per_address_whatever_x_forwarded_for_says(make
     for _ in range(10):
         await anna.send({"t": "join", "code": wrong})
         assert (await anna.recv())["code"] == "not_found"
-    sam = Peer(await env.client.ws_connect("/supervisor", headers={"X-Forwarded-For": "10.0.0.1, 10.0.0.2"}))
+    # The terminator's entry comes last, on the header's own line or appended to the client's.
+    headers = [("X-Forwarded-For", "10.0.0.1"), ("X-Forwarded-For", "10.0.0.2")] if trusted else \
+        {"X-Forwarded-For": "10.0.0.1, 10.0.0.2"}
+    sam = Peer(await env.client.ws_connect("/supervisor", headers=headers))
     await sam.send({"t": "agent_hello", "v": 1})
     await sam.recv()
     await sam.send({"t": "join", "code": shared["code"]})

@@ -416,7 +416,8 @@ class Hub:
         """The agent's address. Agents reach the console's own listener, not our
         proxy: X-Forwarded-For there is whatever the client sent, unless a trusted
         TLS terminator in front added the last entry."""
-        forwarded = request.headers.get("X-Forwarded-For") if self.trust_forwarded else None
+        # Every line of the header: a terminator may add its own line after the client's.
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", ())) if self.trust_forwarded else ""
         if forwarded:
             return forwarded.split(",")[-1].strip() or "?"
         return request.remote or "?"
