@@ -48,9 +48,11 @@ _ATTRS = (rb"(?:[\t\n\r\f /]*+(?:=[^\t\n\r\f />=]*+|[^\t\n\r\f />=]++)"  # space
 _TAG_NAME = rb"[a-zA-Z][^\t\n\r\f />]*+"
 _START_TAG = re.compile(rb"<(" + _TAG_NAME + rb")(" + _ATTRS + rb")>")
 _END_TAG = re.compile(rb"</(" + _TAG_NAME + rb")" + _ATTRS + rb">")
+# One attribute of a tag matched above, in the same grammar: its name, and
+# its value double-quoted, single-quoted or unquoted (group 2, 3 or 4).
 _ATTRIBUTE = re.compile(
-    rb"([^\t\n\r\f />\"'=][^\t\n\r\f />\"'=]*)(?:[\t\n\r\f ]*=[\t\n\r\f ]*"
-    rb"(?:\"([^\"]*)\"|'([^']*)'|([^\t\n\r\f >]+)))?"
+    rb"[\t\n\r\f /]*+(=?[^\t\n\r\f />=]*+)(?:[\t\n\r\f ]*+=[\t\n\r\f ]*+"
+    rb"(?:\"([^\"]*+)\"|'([^']*+)'|([^\t\n\r\f >]*+)))?"
 )
 _COMMENT_END = re.compile(rb"--!?>")  # "--!>" closes a comment too (a parse error browsers accept)
 
@@ -77,7 +79,8 @@ _CLOSE_HOLD = {_COMMENT_END: len(b"--!"), **{p: len(b"</") + len(name) for name,
 # token too: its metas need reading. Tests compare both ways on generated pages.
 _NAME_END = rb"(?=[\t\n\r\f />])"
 # Unrolled (no lazy ".*?", which costs a backtracking step per byte).
-_SKIP_COMMENTS = rb"[ \t\n\r\f]++|<!--(?:-?>|[^-]*+(?:-(?!-!?>)[^-]*+)*+--!?>)|<!(?!--)[^>]*+>|<\?[^>]*+>"
+_SKIP_COMMENTS = (rb"[ \t\n\r\f]++|<!--(?:-?>|[^-]*+(?:-(?!-!?>)[^-]*+)*+--!?>)|<!(?!--)[^>]*+>|<\?[^>]*+>"
+                  rb"|</(?![a-zA-Z])[^>]*+>")
 
 
 def _start_tags(names) -> bytes:
@@ -101,6 +104,27 @@ _HEAD_RUN = re.compile(
 )
 
 _LEADING, _HEAD, _PASS = 0, 1, 2
+# Held bytes longer than this are an unfinished tag, doctype or bogus comment
+# (shorter ones may still become "<!--"), which only a ">" can end.
+_WAITS_FOR_GT = 16
+
+
+def tag_attributes(attrs: bytes) -> dict[bytes, tuple[bytes, int, int]]:
+    """The attributes of a matched tag (its group 2) by lowercased name, the
+    first of a repeated name winning as in browsers: (value as written, where
+    the value starts and stops in ``attrs``); a name without a value has (b"", -1, -1)."""
+    values: dict[bytes, tuple[bytes, int, int]] = {}
+    for match in _ATTRIBUTE.finditer(attrs):
+        name = match.group(1).lower()
+        if not name:
+            continue
+        for group in (2, 3, 4):
+            if match.group(group) is not None:
+                values.setdefault(name, (match.group(group), match.start(group), match.end(group)))
+                break
+        else:
+            values.setdefault(name, (b"", -1, -1))
+    return values
 
 MetaCspRewriter = Callable[[str], str]
 
@@ -147,7 +171,17 @@ class InsertionScanner:
         that chunk, not a copy (tens of KB on a typical page)."""
         if self._phase == _PASS:
             return [data]
-        self._buf = self._buf + data if self._buf else data
+        held = self._buf
+        if not held:
+            self._buf = data
+            return self._scan(final=False)
+        self._buf = held + data
+        if (len(held) > _WAITS_FOR_GT and b">" not in data and len(self._buf) <= self._max_hold
+                and self._raw_end is None and not self._in_comment):
+            # What is held is a tag (or a doctype) that ends at a ">" yet to
+            # come: a chunk without one cannot end it. Scanning it again for
+            # every such chunk would cost its length each time.
+            return []
         return self._scan(final=False)
 
     def finish(self) -> bytes:
@@ -298,10 +332,12 @@ class InsertionScanner:
             match = _END_TAG.match(buf, pos)
             if match:
                 return match.end(), "end", match.group(1).lower(), b""
+            close = buf.find(b">", pos)
             third = buf[pos + 2] if pos + 2 < end else 0x41
-            if (0x41 <= third <= 0x5A) or (0x61 <= third <= 0x7A) or buf.find(b">", pos) < 0:
+            if (0x41 <= third <= 0x5A) or (0x61 <= third <= 0x7A) or close < 0:
                 return -1, "", b"", b""  # an end tag whose ">" (or a quote's end) has not arrived yet
-            return pos, "text", b"", b""  # "</>", "</ x>": not a tag
+            # "</>" is dropped, "</ x>" or "</3>" is a bogus comment: neither ends the head.
+            return close + 1, "doctype", b"", b""
         if (0x41 <= nxt <= 0x5A) or (0x61 <= nxt <= 0x7A):
             match = _START_TAG.match(buf, pos)
             if match:
@@ -313,19 +349,16 @@ class InsertionScanner:
         """The meta tag as written, or with its CSP ``content`` amended."""
         if self._rewrite_meta_csp is None or b"content-security-policy" not in attrs.lower():
             return tag
-        values: dict[bytes, tuple[bytes, int, int]] = {}
-        offset = len(tag) - len(attrs) - 1  # where attrs start inside tag
-        for match in _ATTRIBUTE.finditer(attrs):
-            name = match.group(1).lower()
-            for group in (2, 3, 4):
-                if match.group(group) is not None:
-                    values.setdefault(name, (match.group(group), offset + match.start(group), offset + match.end(group)))
-                    break
+        values = tag_attributes(attrs)
         equiv = values.get(b"http-equiv")
         content = values.get(b"content")
         if equiv is None or content is None or equiv[0].strip().lower() != b"content-security-policy":
             return tag
         raw, start, stop = content
+        if start < 0:
+            return tag  # "content" with no value: an empty policy, which restricts nothing
+        offset = len(tag) - len(attrs) - 1  # where attrs start inside tag
+        start, stop = start + offset, stop + offset
         policy = html.unescape(raw.decode("latin-1"))
         if not self.inserted and self._inline_snippet is not None and (
                 self._allows_inline is None or not self._allows_inline(policy)):
