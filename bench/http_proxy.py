@@ -1051,7 +1051,7 @@ def main(argv: list[str] | None = None) -> int:
                             "total_s": median([r["total_s"] for r in ok]),
                             "mib_per_s": median([r["mib_per_s"] for r in ok]),
                             "rss_growth_max_kib": max(growth) if growth else None,
-                            "injected": all(r["injected"] for r in ok) if ok else None,
+                            "injected": all(r["injected"] for r in rs if "ttfb_s" in r) if ok else None,
                             "hops": {hop: median([r["hops"][hop] for r in ok if r.get("hops")])
                                      for hop in HOPS} if any(r.get("hops") for r in ok) else None,
                             "errors": sorted({r["error"] for r in rs if "error" in r})}
