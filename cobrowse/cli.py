@@ -334,6 +334,7 @@ def describe_config(config: Config) -> str:
         f"database:     {database}",
         f"log level:    {s.log_level}",
         f"forwarded:    {'trusted' if s.trust_forwarded else 'not trusted'} (X-Forwarded-*)",
+        f"access log:   {'standard error' if s.access_log == '-' else s.access_log or 'none'}",
         (
             f"proxy:        connect {p.connect_timeout:g}s, read {p.read_timeout:g}s, pool {p.pool_size}, "
             f"max header {p.max_header_size} B, "
@@ -389,6 +390,8 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--prefix", metavar="PATH", help="reserved path prefix for cobrowse itself (default: /__cobrowse/)"
     )
     parser.add_argument("--data-dir", metavar="DIR", help="directory for the database and uploads (default: data)")
+    parser.add_argument("--access-log", metavar="FILE",
+                        help='write one line per proxied request to FILE ("-": standard error; default: none)')
     _add_log_level(parser)
 
 
@@ -427,6 +430,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "console.listen": args.console_listen,
         "server.prefix": args.prefix,
         "server.data_dir": args.data_dir,
+        "server.access_log": args.access_log,
         "server.log_level": args.log_level,
     }
     config = config_from_args(args, overrides, allow_no_sites=False, env=env)

@@ -77,6 +77,7 @@ class ServerOptions:
     database_url: str = ""  # empty = sqlite+aiosqlite file in data_dir
     log_level: str = "info"  # debug|info|warning|error
     trust_forwarded: bool = False  # trust X-Forwarded-For/Proto/Host from a TLS terminator
+    access_log: str = ""  # the proxy's access log: "" none, "-" standard error, else a file path
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +518,20 @@ def _v_ca_file(value: object, name: str, from_text: bool) -> str:
     return path
 
 
+def _v_access_log(value: object, name: str, from_text: bool) -> str:
+    path = _v_str(value, name, from_text)
+    if path in ("", "-"):
+        return path
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise _Invalid(f"{name}: {path!r} is a directory, not a file")
+    if not os.path.isdir(directory):
+        raise _Invalid(f"{name}: the directory {directory!r} does not exist")
+    if not os.access(path if os.path.exists(path) else directory, os.W_OK):
+        raise _Invalid(f"{name}: cannot write {path!r}")
+    return path
+
+
 def _v_secret(value: object, name: str, from_text: bool) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"{name} must be a string, got {_show(value)}")
@@ -660,6 +675,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Validator]]] = {
             "database_url": _v_database_url,
             "log_level": _v_log_level,
             "trust_forwarded": _v_bool,
+            "access_log": _v_access_log,
         },
     ),
     "proxy": (

@@ -236,7 +236,7 @@ async def start_raw():
 
 
 def make_config(upstream: str | None = None, *, data_dir: str, sites=None, trust_forwarded: bool = False,
-                **proxy_options) -> Config:
+                access_log: str = "", **proxy_options) -> Config:
     """A config listening on free loopback ports only, keeping its data in ``data_dir``."""
     if sites is None:
         sites = (Site(host="*", upstream=upstream),)
@@ -245,7 +245,8 @@ def make_config(upstream: str | None = None, *, data_dir: str, sites=None, trust
         from cobrowse.config import ConsoleOptions
 
         extra["console"] = ConsoleOptions(listen="127.0.0.1:0")
-    return Config(server=ServerOptions(listen="127.0.0.1:0", trust_forwarded=trust_forwarded, data_dir=data_dir),
+    return Config(server=ServerOptions(listen="127.0.0.1:0", trust_forwarded=trust_forwarded, data_dir=data_dir,
+                                       access_log=access_log),
                   proxy=ProxyOptions(**proxy_options), sites=tuple(sites), **extra)
 
 

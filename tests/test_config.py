@@ -733,3 +733,28 @@ def test_an_unusable_upstream_ca_file_names_its_line(tmp_path, content, fragment
         upstream_ca_file = "{ca_path}"
         """)
     assert_error_at(path, 3, "proxy.upstream_ca_file", fragment, str(ca_path))
+
+
+# --- access log ----------------------------------------------------------------
+
+
+def test_access_log_from_file_environment_and_flag(tmp_path):
+    path = write(tmp_path, f"""
+        [server]
+        access_log = "{tmp_path / 'access.log'}"
+        """)
+    assert load_config(path, env={}, allow_no_sites=True).server.access_log == str(tmp_path / "access.log")
+    config = load_config(path, env={"COBROWSE_SERVER_ACCESS_LOG": "-"}, allow_no_sites=True)
+    assert config.server.access_log == "-"
+    config = load_config(path, env={}, overrides={"server.access_log": ""}, allow_no_sites=True)
+    assert config.server.access_log == ""
+
+
+@pytest.mark.parametrize("where, fragment", [("missing/access.log", "does not exist"), (".", "is a directory")])
+def test_an_access_log_that_cannot_be_written_names_its_line(tmp_path, where, fragment):
+    path = write(tmp_path, f"""
+        [server]
+        listen = "127.0.0.1:8000"
+        access_log = "{tmp_path / where}"
+        """)
+    assert_error_at(path, 3, "server.access_log", fragment)

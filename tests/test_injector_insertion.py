@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cobrowse.injector import Injector, InsertionScanner, RequestInfo
-from cobrowse.injector.insertion import _START_TAG, tag_attributes
+from cobrowse.injector.insertion import _START_TAG, attribute_values
 
 NONCE = "n0nce-for-tests"
 INJECTOR = Injector()
@@ -503,7 +503,7 @@ def browser_attributes(tag: bytes) -> dict[bytes, bytes | None]:
 
 def scanner_attributes(tag: bytes) -> dict[bytes, bytes | None]:
     attrs = _START_TAG.match(tag).group(2)
-    return {name: (None if start < 0 else value) for name, (value, start, _) in tag_attributes(attrs).items()}
+    return {name: (None if start < 0 else value) for name, (value, start, _) in attribute_values(attrs).items()}
 
 
 @pytest.mark.parametrize("tag, expected", [

@@ -109,7 +109,7 @@ _LEADING, _HEAD, _PASS = 0, 1, 2
 _WAITS_FOR_GT = 16
 
 
-def tag_attributes(attrs: bytes) -> dict[bytes, tuple[bytes, int, int]]:
+def attribute_values(attrs: bytes) -> dict[bytes, tuple[bytes, int, int]]:
     """The attributes of a matched tag (its group 2) by lowercased name, the
     first of a repeated name winning as in browsers: (value as written, where
     the value starts and stops in ``attrs``); a name without a value has (b"", -1, -1)."""
@@ -349,7 +349,7 @@ class InsertionScanner:
         """The meta tag as written, or with its CSP ``content`` amended."""
         if self._rewrite_meta_csp is None or b"content-security-policy" not in attrs.lower():
             return tag
-        values = tag_attributes(attrs)
+        values = attribute_values(attrs)
         equiv = values.get(b"http-equiv")
         content = values.get(b"content")
         if equiv is None or content is None or equiv[0].strip().lower() != b"content-security-policy":

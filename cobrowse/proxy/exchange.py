@@ -53,13 +53,13 @@ class Exchange:
         "framing", "plan", "out", "finished", "message_done", "tunnel", "last_activity",
         "client_paused_us", "connect_task", "client_keep_alive", "interim", "retried", "up_keep_alive",
         "up_connection",
-        "awaiting_continue", "raw", "raw_head",
+        "awaiting_continue", "raw", "raw_head", "sent", "record",
     )
 
     def __init__(self, client: "ClientProtocol", target: Target, method: bytes, head: bytes,
                  request_info: RequestInfo | None, public_origin: str, public_host: str,
                  upgrade: bool, request_chunked: bool, has_body: bool, client_keep_alive: bool,
-                 awaiting_continue: bool = False) -> None:
+                 awaiting_continue: bool = False, record=None) -> None:
         self.client = client
         self.proxy = client.proxy
         self.target = target
@@ -106,6 +106,8 @@ class Exchange:
         self.raw = (request_info is None and client.http11 and not upgrade and not awaiting_continue
                     and method != b"HEAD")
         self.raw_head: bytes | None = b""  # head bytes gathered so far; None once the head went out
+        self.sent = 0  # bytes written to the visitor (for the access log)
+        self.record = record  # the request, for the access log (None when there is none)
 
     # ----- starting -------------------------------------------------------
 
@@ -182,6 +184,7 @@ class Exchange:
     def upstream_data(self, data: bytes) -> None:
         self.last_activity = self.proxy.clock
         if self.tunnel:
+            self.sent += len(data)
             self.client.transport.write(data)
             return
         if self.raw:
@@ -373,11 +376,15 @@ class Exchange:
         if out:
             # One write, one segment: small pieces are joined, large ones go out as a vector.
             if len(out) == 1:
+                self.sent += len(out[0])
                 self.client.transport.write(out[0])
-            elif sum(map(len, out)) <= 65536:
-                self.client.transport.write(b"".join(out))
             else:
-                self.client.transport.writelines(out)
+                size = sum(map(len, out))
+                self.sent += size
+                if size <= 65536:
+                    self.client.transport.write(b"".join(out))
+                else:
+                    self.client.transport.writelines(out)
             self.out = []
 
     def _complete(self) -> None:
@@ -385,6 +392,8 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        if self.record is not None:
+            self._log_access(self.status)
         self._deactivate()
         conn = self.conn
         if conn is not None:
@@ -405,8 +414,11 @@ class Exchange:
             return
         if self.raw_head is None:
             if self.framing == _CHUNKED:
-                self.client.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+                size = b"%x\r\n" % len(data)
+                self.sent += len(size) + len(data) + 2
+                self.client.transport.writelines((size, data, b"\r\n"))
             else:
+                self.sent += len(data)
                 self.client.transport.write(data)
         else:
             buffered = self.raw_head + data if self.raw_head else data
@@ -487,6 +499,7 @@ class Exchange:
         self.tunnel = True
         self._deactivate()  # a tunnel may be quiet for as long as it likes
         if upstream_rest:
+            self.sent += len(upstream_rest)
             self.client.transport.write(upstream_rest)
         self.client.begin_tunnel(self)
         if self.conn is not None and self.client.has_early_tunnel_data():
@@ -534,6 +547,8 @@ class Exchange:
         self._drop_conn()  # its place in the pool is free again
         if self.tunnel:
             self.finished = True
+            if self.record is not None:
+                self._log_access(101)
             self.client.end_tunnel()
             return
         if self.raw:
@@ -544,6 +559,7 @@ class Exchange:
             # A body delimited by the upstream closing (whatever our framing
             # toward the visitor): this close is its end.
             if self.raw:
+                self.sent += 5
                 self.client.transport.write(b"0\r\n\r\n")
                 self._complete()
                 return
@@ -567,6 +583,10 @@ class Exchange:
         else:
             self._fail_before_response(502, "the upstream closed the connection without answering")
 
+    def _log_access(self, status: int) -> None:
+        record, self.record = self.record, None
+        self.proxy.access_log.record(record, status, self.sent)
+
     def _fail_before_response(self, status: int, detail: str) -> None:
         if self.finished:
             return
@@ -575,7 +595,11 @@ class Exchange:
         self._deactivate()
         self._drop_conn()
         keep_alive = self.client_keep_alive and self.request_done
-        self.client.transport.write(error_page(status, detail, html=self.navigation, keep_alive=keep_alive))
+        page = error_page(status, detail, html=self.navigation, keep_alive=keep_alive)
+        self.sent += len(page)
+        if self.record is not None:
+            self._log_access(status)
+        self.client.transport.write(page)
         self.client.exchange_finished(self, keep_alive=keep_alive)
 
     def _fail_during_response(self, detail: str) -> None:
@@ -586,9 +610,15 @@ class Exchange:
         self._deactivate()
         self._drop_conn()
         if not self.response_started:
-            self.client.transport.write(error_page(502, detail, html=self.navigation, keep_alive=False))
+            page = error_page(502, detail, html=self.navigation, keep_alive=False)
+            self.sent += len(page)
+            if self.record is not None:
+                self._log_access(502)
+            self.client.transport.write(page)
             self.client.exchange_finished(self, keep_alive=False)
             return
+        if self.record is not None:
+            self._log_access(self.status)  # what the visitor was told, before the cut
         # The head is out: cutting the connection is the only honest signal left.
         self.out = []
         self.client.abort()
@@ -600,6 +630,8 @@ class Exchange:
         if not self.tunnel:  # closing a tunnel is how it ends, not a fault
             log.info("the visitor left before the answer to %s %s was complete%s", self.method.decode("latin-1"),
                      self.target.key, " (mid-response)" if self.response_started else "")
+        if self.record is not None:
+            self._log_access(self.status if self.response_started else 499)
         self.finished = True
         self._deactivate()
         if self.connect_task is not None:

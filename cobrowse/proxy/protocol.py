@@ -21,6 +21,7 @@ import httptools
 
 from ..config import Config, Site
 from ..injector import Injector, RequestInfo, is_navigation, tag_attributes, upstream_accept_encoding
+from .access_log import AccessLog, RequestRecord
 from .errors import error_page
 from .exchange import Exchange
 from .nonces import NonceSource
@@ -68,6 +69,7 @@ class Proxy:
         self.handoffs = 0  # connections handed to our app (for monitoring and tests)
         self.pool = UpstreamPool(options.pool_size, options.connect_timeout, ca_file=options.upstream_ca_file,
                                  tls_verify=options.upstream_tls_verify)
+        self.access_log = AccessLog(config.server.access_log) if config.server.access_log else None
         self.nonces = NonceSource()
         # Timeouts are checked by one sweep a second instead of a timer per
         # request: cheaper on the hot path, and a second of slack is fine.
@@ -116,6 +118,8 @@ class Proxy:
             exchange.check_timeout(now)
         for connection in list(self.connections):
             connection.check_idle(now)
+        if self.access_log is not None:
+            self.access_log.flush()
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def close(self) -> None:
@@ -123,6 +127,8 @@ class Proxy:
         self.pool.close()
         for connection in list(self.connections):
             connection.transport.close()
+        if self.access_log is not None:
+            self.access_log.close()
 
 
 class _Reject(Exception):
@@ -327,6 +333,7 @@ class ClientProtocol(asyncio.Protocol):
         forwarded_proto = forwarded_host = None
         sec_fetch_dest = accept = accept_encoding = requested_with = expect = None
         connection_seen = False
+        record = self._request_record(method, url, parser) if proxy.access_log is not None else None
         for name, value in self.headers:
             lname = name.lower()
             if lname == b"host":
@@ -363,12 +370,12 @@ class ClientProtocol(asyncio.Protocol):
             elif method == b"OPTIONS" and url == b"*":
                 url = b"*"
             else:
-                return _FixedResponse(self, error_page(400, "unsupported request target", html=False))
+                return _FixedResponse(self, error_page(400, "unsupported request target", html=False), record=record)
 
         if hosts > 1 or not _HOST.fullmatch(host):
             # RFC 9112 3.2: one Host, a valid one. It also becomes our public origin,
             # which goes into CSP sources and mapped URLs: no spaces, quotes or ";".
-            return _FixedResponse(self, error_page(400, "invalid or repeated Host header", html=False))
+            return _FixedResponse(self, error_page(400, "invalid or repeated Host header", html=False), record=record)
         host_str = host.decode("latin-1")
         target = proxy.target_for(url, host_str)
         is_upgrade = upgrade_value is not None and parser.should_upgrade()
@@ -377,19 +384,20 @@ class ClientProtocol(asyncio.Protocol):
         if target is None:
             return _FixedResponse(self, error_page(421, f"no site is configured for host {host_str!r}",
                                                    html=accepts_html, keep_alive=keep_alive and not has_body),
-                                  keep_alive=keep_alive and not has_body)
+                                  keep_alive=keep_alive and not has_body, record=record)
         if proxy.max_body_size and content_length is not None and content_length.strip().isdigit() \
                 and int(content_length) > proxy.max_body_size:
-            return _FixedResponse(self, error_page(413, "request body too large", html=accepts_html))
+            return _FixedResponse(self, error_page(413, "request body too large", html=accepts_html), record=record)
         if is_upgrade and not target.internal and not proxy.websockets:
-            return _FixedResponse(self, error_page(400, "websocket proxying is disabled", html=False))
+            return _FixedResponse(self, error_page(400, "websocket proxying is disabled", html=False), record=record)
 
         if proxy.trust_forwarded:
             scheme = (forwarded_proto or b"").split(b",")[0].strip().decode("latin-1").lower()
             scheme = scheme if scheme in ("http", "https") else "http"
             public_host = (forwarded_host or b"").split(b",")[0].strip().decode("latin-1") or host_str
             if not _HOST.fullmatch(public_host.encode("latin-1")):
-                return _FixedResponse(self, error_page(400, "invalid X-Forwarded-Host header", html=False))
+                return _FixedResponse(self, error_page(400, "invalid X-Forwarded-Host header", html=False),
+                                      record=record)
         else:
             scheme, public_host = "http", host_str
         public_origin = f"{scheme}://{public_host}"
@@ -409,7 +417,26 @@ class ClientProtocol(asyncio.Protocol):
         return Exchange(self, target, method, head, request_info, public_origin, public_host,
                         upgrade=is_upgrade, request_chunked=bool(chunked), has_body=has_body,
                         client_keep_alive=keep_alive,
-                        awaiting_continue=has_body and expect is not None and b"100-continue" in expect.lower())
+                        awaiting_continue=has_body and expect is not None and b"100-continue" in expect.lower(),
+                        record=record)
+
+    def _request_record(self, method: bytes, url: bytes, parser) -> RequestRecord:
+        """The request as the access log shows it: the visitor's address (the
+        one a trusted terminator added last to X-Forwarded-For), the request
+        line as it came, Referer and User-Agent."""
+        address, referer, agent = self.peer, None, None
+        forwarded = []
+        for name, value in self.headers:
+            lname = name.lower()
+            if lname == b"referer":
+                referer = value
+            elif lname == b"user-agent":
+                agent = value
+            elif lname == b"x-forwarded-for":
+                forwarded.append(value)
+        if forwarded and self.proxy.trust_forwarded:
+            address = b",".join(forwarded).split(b",")[-1].strip().decode("latin-1") or address
+        return RequestRecord(address, method, url, parser.get_http_version(), referer, agent)
 
     def _upstream_head(self, target: Target, method: bytes, url: bytes, host: bytes, scheme: str,
                        public_host: str, chunked: bool, connection_seen: bool, upgrade: bytes | None,
@@ -534,12 +561,16 @@ class ClientProtocol(asyncio.Protocol):
             # until the read timeout, holding a pooled connection.
             self._cut_short(current, status, detail)
             return
+        record = RequestRecord.unreadable(self.peer) if self.proxy.access_log is not None else None
         if self.queue:
             # Answer in order: whatever is in flight finishes first, then the rejection, then close.
-            self.queue.append(_FixedResponse(self, error_page(status, detail, html=False)))
+            self.queue.append(_FixedResponse(self, error_page(status, detail, html=False), record=record))
             self.pause_reading("rejected")
             return
-        self.transport.write(error_page(status, detail, html=False))
+        page = error_page(status, detail, html=False)
+        if record is not None:
+            self.proxy.access_log.record(record, status, len(page))
+        self.transport.write(page)
         self.transport.close()
 
     def check_idle(self, now: float) -> None:
@@ -551,16 +582,20 @@ class ClientProtocol(asyncio.Protocol):
 class _FixedResponse:
     """A response we make ourselves (errors), queued like an exchange."""
 
-    __slots__ = ("client", "payload", "keep_alive", "finished")
+    __slots__ = ("client", "payload", "keep_alive", "finished", "record")
 
-    def __init__(self, client: ClientProtocol, payload: bytes, keep_alive: bool = False) -> None:
+    def __init__(self, client: ClientProtocol, payload: bytes, keep_alive: bool = False,
+                 record: RequestRecord | None = None) -> None:
         self.client = client
         self.payload = payload
         self.keep_alive = keep_alive
         self.finished = False
+        self.record = record
 
     def start(self) -> None:
         self.finished = True
+        if self.record is not None:
+            self.client.proxy.access_log.record(self.record, int(self.payload[9:12]), len(self.payload))
         self.client.transport.write(self.payload)
         self.client.exchange_finished(self, keep_alive=self.keep_alive)
 

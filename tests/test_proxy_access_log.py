@@ -1,0 +1,128 @@
+"""The proxy's access log (`server.access_log`): a line per request in the
+combined format plus the time taken, against a real upstream, read back from
+the file the service wrote."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import struct
+
+import pytest
+
+from conftest import TIMEOUT, fetch
+from test_proxy_http import NAVIGATE, site_app
+
+# address - - [time] "request" status bytes "referer" "user agent" seconds
+LINE = re.compile(r'^(\S+) - - \[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "(.*?)" (\d{3}) (\d+) "(.*?)" "(.*?)" '
+                  r'(\d+\.\d{3})$')
+
+
+async def raw_exchange(port: int, request: bytes) -> bytes:
+    """Every byte the proxy sends back for ``request`` (which closes the connection)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    data = await asyncio.wait_for(reader.read(), TIMEOUT)
+    writer.close()
+    return data
+
+
+def read_log(service, path) -> list[re.Match]:
+    service._proxy.access_log.flush()  # (the proxy's sweep does this once a second)
+    lines = open(path, encoding="ascii").read().splitlines()
+    matches = [LINE.match(line) for line in lines]
+    assert all(matches), lines
+    return matches
+
+
+@pytest.fixture
+async def logged(start_app, start_proxy, tmp_path):
+    async def start(**options):
+        port = await start_app(site_app())
+        path = str(tmp_path / "access.log")
+        service = await start_proxy(f"http://127.0.0.1:{port}", access_log=path, **options)
+        return service, path, port
+    return start
+
+
+async def test_each_request_is_a_line_with_its_status_size_and_time(logged):
+    service, path, _ = await logged()
+    page = await raw_exchange(service.port, b"GET /page?q=1 HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n"
+                              b"Sec-Fetch-Dest: document\r\nAccept: text/html\r\nReferer: https://shop.test/\r\n"
+                              b"User-Agent: Mozilla/5.0 (X11) \"quoted\" \xe9\r\n\r\n")
+    image = await raw_exchange(service.port, b"GET /image.png HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n")
+    missing = await fetch(service.port, "GET", "/nowhere")
+    bad = await raw_exchange(service.port, b"GET /x HTTP/1.1\r\nHost: a b\r\n\r\n")
+    lines = read_log(service, path)
+    assert [m[3] for m in lines] == ["GET /page?q=1 HTTP/1.1", "GET /image.png HTTP/1.1", "GET /nowhere HTTP/1.1",
+                                     "GET /x HTTP/1.1"]
+    assert [m[4] for m in lines] == ["200", "200", str(missing.status), "400"]
+    assert [int(m[5]) for m in lines[:2]] == [len(page), len(image)]
+    assert int(lines[3][5]) == len(bad)
+    assert all(m[1] == "127.0.0.1" for m in lines)
+    assert lines[0][6] == "https://shop.test/" and lines[1][6] == "-"
+    # Quotes and bytes outside ASCII are escaped: a header cannot forge a field or a line.
+    assert lines[0][7] == r"Mozilla/5.0 (X11) \x22quoted\x22 \xE9"
+    assert all(float(m[8]) < TIMEOUT for m in lines)
+
+
+async def test_upstream_failures_and_visitors_who_leave_are_logged(start_app, start_proxy, start_raw, tmp_path):
+    path = str(tmp_path / "access.log")
+    hang = asyncio.Event()
+
+    async def slow(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        await hang.wait()
+
+    slow_port = await start_raw(slow)
+    service = await start_proxy(f"http://127.0.0.1:{slow_port}", access_log=path)
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    # The visitor gives up before any answer: a reset, not a half-close (after
+    # which a client still gets its answer).
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+    for _ in range(100):
+        if service._proxy.access_log._pending:
+            break
+        await asyncio.sleep(0.02)
+    hang.set()
+    down = await start_proxy("http://127.0.0.1:9", access_log=path)  # nothing listens there
+    assert (await fetch(down.port, "GET", "/")).status == 502
+    lines = read_log(service, path) + read_log(down, path)[1:]
+    assert [(m[3], m[4]) for m in lines] == [("GET /slow HTTP/1.1", "499"), ("GET / HTTP/1.1", "502")]
+
+
+async def test_the_address_is_the_one_a_trusted_terminator_added(logged):
+    service, path, _ = await logged(trust_forwarded=True)
+    await fetch(service.port, "GET", "/image.png", [("X-Forwarded-For", "198.51.100.1, 203.0.113.7")])
+    await fetch(service.port, "GET", "/image.png", [("X-Forwarded-For", "198.51.100.1"),
+                                                    ("X-Forwarded-For", "203.0.113.8")])
+    assert [m[1] for m in read_log(service, path)] == ["203.0.113.7", "203.0.113.8"]
+
+
+async def test_a_visitors_own_forwarded_header_is_not_believed(logged):
+    service, path, _ = await logged()
+    await fetch(service.port, "GET", "/image.png", {"X-Forwarded-For": "203.0.113.7"})
+    assert [m[1] for m in read_log(service, path)] == ["127.0.0.1"]
+
+
+async def test_a_rotated_log_is_opened_again_under_its_name(logged):
+    service, path, _ = await logged()
+    await fetch(service.port, "GET", "/image.png")
+    read_log(service, path)
+    os.rename(path, path + ".1")  # what logrotate does
+    await fetch(service.port, "GET", "/page", NAVIGATE)
+    assert [m[3] for m in read_log(service, path)] == ["GET /page HTTP/1.1"]
+    assert len(open(path + ".1").read().splitlines()) == 1
+
+
+async def test_no_log_by_default(start_app, start_proxy):
+    port = await start_app(site_app())
+    service = await start_proxy(f"http://127.0.0.1:{port}")
+    assert service._proxy.access_log is None
+    assert (await fetch(service.port, "GET", "/image.png")).status == 200
