@@ -126,3 +126,75 @@ async def test_no_log_by_default(start_app, start_proxy):
     service = await start_proxy(f"http://127.0.0.1:{port}")
     assert service._proxy.access_log is None
     assert (await fetch(service.port, "GET", "/image.png")).status == 200
+
+
+async def test_an_odd_forwarded_address_is_escaped_and_the_sweep_goes_on(logged):
+    # Whatever a terminator passes on as the last X-Forwarded-For entry: no
+    # space may split the field, and writing it must not break the sweep
+    # (which also runs the timeouts): the next second's lines are written too.
+    service, path, _ = await logged(trust_forwarded=True)
+    await fetch(service.port, "GET", "/image.png", [("X-Forwarded-For", "1.2.3.4, \xe9vil x")])
+    for _ in range(100):  # written by the sweep, within about a second
+        if os.path.exists(path) and open(path).read():
+            break
+        await asyncio.sleep(0.05)
+    await fetch(service.port, "GET", "/page", NAVIGATE)
+    for _ in range(100):
+        if len(open(path).read().splitlines()) == 2:
+            break
+        await asyncio.sleep(0.05)
+    lines = [LINE.match(line) for line in open(path).read().splitlines()]
+    assert [m[1] for m in lines] == [r"\xE9vil\x20x", "127.0.0.1"]
+
+
+async def test_requests_cut_off_by_the_shutdown_are_logged(start_proxy, start_raw, tmp_path):
+    path = str(tmp_path / "access.log")
+
+    async def silent(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(TIMEOUT)
+
+    service = await start_proxy(f"http://127.0.0.1:{await start_raw(silent)}", access_log=path)
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+    writer.write(b"GET /waiting HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    await service.stop()
+    await asyncio.wait_for(reader.read(), TIMEOUT)  # the proxy closed the connection
+    for _ in range(50):
+        if os.path.exists(path) and open(path).read():
+            break
+        await asyncio.sleep(0.02)
+    assert [(m[3], m[4]) for m in map(LINE.match, open(path).read().splitlines())] == [("GET /waiting HTTP/1.1", "499")]
+    writer.close()
+
+
+async def test_a_refusal_waiting_behind_another_request_is_logged_when_the_visitor_leaves(start_proxy, start_raw,
+                                                                                          tmp_path):
+    path = str(tmp_path / "access.log")
+
+    async def silent(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(TIMEOUT)
+
+    service = await start_proxy(f"http://127.0.0.1:{await start_raw(silent)}", access_log=path, max_body_size=1000)
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: shop.test\r\n\r\n"
+                 b"POST /big HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5000\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+    await asyncio.sleep(0.2)
+    assert [(m[3], m[4]) for m in read_log(service, path)] == [("GET /slow HTTP/1.1", "499"),
+                                                                ("POST /big HTTP/1.1", "499")]
+
+
+async def test_a_request_refused_for_its_headers_keeps_its_request_line(logged):
+    service, path, _ = await logged()
+    big = b"X-Big: " + b"y" * 9000 + b"\r\n"
+    answer = await raw_exchange(service.port, b"GET /with-big-headers HTTP/1.1\r\nHost: shop.test\r\n" + big + b"\r\n")
+    garbage = await raw_exchange(service.port, b"\x16\x03\x01 not http\r\n\r\n")
+    lines = read_log(service, path)
+    assert [(m[3], m[4], int(m[5])) for m in lines] == [("GET /with-big-headers HTTP/1.1", "431", len(answer)),
+                                                         ("-", "400", len(garbage))]

@@ -127,8 +127,10 @@ class Exchange:
             self._fail_before_response(504, f"connecting to the upstream timed out after {self.proxy.connect_timeout:g} s")
             return
         except ssl.SSLCertVerificationError as exc:
-            log.warning("upstream %s: its TLS certificate is not trusted (%s); proxy.upstream_ca_file names "
-                        "the CA to trust", self.target.key, exc.verify_message or exc)
+            # 18-21: self-signed, or an issuer not among the trusted CAs (OpenSSL's X509_V_ERR_*).
+            hint = "; proxy.upstream_ca_file names a private CA to trust" if exc.verify_code in (18, 19, 20, 21) else ""
+            log.warning("upstream %s: its TLS certificate could not be verified (%s)%s", self.target.key,
+                        exc.verify_message or exc, hint)
             self._fail_before_response(502, "the upstream's TLS certificate could not be verified")
             return
         except OSError as exc:

@@ -86,6 +86,8 @@ class Proxy:
             self._targets[site] = Target(key=up.origin, host=up.host, port=up.port, tls=up.scheme == "https",
                                          host_header=up.netloc.encode(), base_path=up.base_path.encode(),
                                          upstream=up, tag_attributes=tag_attributes(site.mask_selectors))
+        if any(target.tls for target in self._targets.values()):
+            self.pool.prepare_tls()
 
     def target_for(self, path: bytes, host: str) -> Target | None:
         if path.startswith(self.prefix) or path == self.prefix_bare or path.startswith(self.prefix_bare + b"?"):
@@ -249,6 +251,7 @@ class ClientProtocol(asyncio.Protocol):
         self.idle_since = None
         self.http11 = self.parser.get_http_version() != "1.0"
         exchange = self._exchange_for_request()
+        self.url_parts = []  # taken: an error before the next request line must not name this one
         if (isinstance(exchange, Exchange) and exchange.upgrade and exchange.target.internal
                 and self.proxy.internal_server is not None and not self.queue and self._hub_handshake(exchange)):
             self.handoff = exchange.head  # taken over in data_received, once llhttp stops at the upgrade
@@ -424,7 +427,7 @@ class ClientProtocol(asyncio.Protocol):
         """The request as the access log shows it: the visitor's address (the
         one a trusted terminator added last to X-Forwarded-For), the request
         line as it came, Referer and User-Agent."""
-        address, referer, agent = self.peer, None, None
+        address, referer, agent = self.peer.encode("latin-1"), None, None
         forwarded = []
         for name, value in self.headers:
             lname = name.lower()
@@ -435,7 +438,7 @@ class ClientProtocol(asyncio.Protocol):
             elif lname == b"x-forwarded-for":
                 forwarded.append(value)
         if forwarded and self.proxy.trust_forwarded:
-            address = b",".join(forwarded).split(b",")[-1].strip().decode("latin-1") or address
+            address = b",".join(forwarded).split(b",")[-1].strip() or address
         return RequestRecord(address, method, url, parser.get_http_version(), referer, agent)
 
     def _upstream_head(self, target: Target, method: bytes, url: bytes, host: bytes, scheme: str,
@@ -561,7 +564,7 @@ class ClientProtocol(asyncio.Protocol):
             # until the read timeout, holding a pooled connection.
             self._cut_short(current, status, detail)
             return
-        record = RequestRecord.unreadable(self.peer) if self.proxy.access_log is not None else None
+        record = self._refused_record() if self.proxy.access_log is not None else None
         if self.queue:
             # Answer in order: whatever is in flight finishes first, then the rejection, then close.
             self.queue.append(_FixedResponse(self, error_page(status, detail, html=False), record=record))
@@ -572,6 +575,19 @@ class ClientProtocol(asyncio.Protocol):
             self.proxy.access_log.record(record, status, len(page))
         self.transport.write(page)
         self.transport.close()
+
+    def _refused_record(self) -> RequestRecord:
+        """The access log's record of a request refused while its head was read."""
+        method = url = version = None
+        if self.parser is not None and self.url_parts:
+            try:
+                method, version = self.parser.get_method(), self.parser.get_http_version()
+            except httptools.HttpParserError:
+                pass
+            url = b"".join(self.url_parts)
+            if version == "0.0":  # the request line's end was not reached
+                version = None
+        return RequestRecord.refused(self.peer.encode("latin-1"), method, url, version)
 
     def check_idle(self, now: float) -> None:
         """Close a connection idle between requests (or stuck in a request head) for too long."""
@@ -606,6 +622,8 @@ class _FixedResponse:
         pass
 
     def client_lost(self) -> None:
+        if not self.finished and self.record is not None:
+            self.client.proxy.access_log.record(self.record, 499, 0)
         self.finished = True
 
     def client_pause_writing(self) -> None:

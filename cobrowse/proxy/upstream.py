@@ -111,10 +111,17 @@ class UpstreamPool:
         self._idle: dict[str, collections.deque[UpstreamProtocol]] = {}
         self._busy: dict[str, int] = collections.defaultdict(int)  # connections in use or opening
         self._waiters: dict[str, collections.deque[asyncio.Future]] = collections.defaultdict(collections.deque)
-        self._ssl: ssl.SSLContext | None = None  # made on first use: loading the CA store is slow
+        self._ssl: ssl.SSLContext | None = None  # see prepare_tls
         self._loop = loop
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+
+    def prepare_tls(self) -> None:
+        """Load the CAs now, at start-up, when some upstream is https: it takes
+        tens of milliseconds, which the first visitor should not wait for (and
+        an http-only deployment never pays)."""
+        if self._ssl is None:
+            self._ssl = tls_context(self._ca_file, self._tls_verify)
 
     def take_idle(self, target: Target) -> UpstreamProtocol | None:
         """An idle connection to ``target``, if one is ready (synchronous fast path)."""
@@ -157,8 +164,8 @@ class UpstreamPool:
         def factory() -> UpstreamProtocol:
             return UpstreamProtocol(self, target)
 
-        if target.tls and self._ssl is None:
-            self._ssl = tls_context(self._ca_file, self._tls_verify)
+        if target.tls:
+            self.prepare_tls()
         async with asyncio.timeout(self._connect_timeout):
             if target.unix_path is not None:
                 _, conn = await loop.create_unix_connection(factory, target.unix_path)
