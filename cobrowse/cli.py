@@ -390,9 +390,13 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--prefix", metavar="PATH", help="reserved path prefix for cobrowse itself (default: /__cobrowse/)"
     )
     parser.add_argument("--data-dir", metavar="DIR", help="directory for the database and uploads (default: data)")
+    _add_access_log(parser)
+    _add_log_level(parser)
+
+
+def _add_access_log(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--access-log", metavar="FILE",
                         help='write one line per proxied request to FILE ("-": standard error; default: none)')
-    _add_log_level(parser)
 
 
 @subcommand(
@@ -470,6 +474,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--console-listen", metavar="HOST:PORT",
                         help="address of the agent console, on its own origin (default: 127.0.0.1:8090)")
     parser.add_argument("--data-dir", metavar="DIR", help="directory for the database and uploads (default: data)")
+    _add_access_log(parser)
     _add_log_level(parser)
 
 
@@ -526,6 +531,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "server.listen": args.listen,
         "console.listen": args.console_listen,
         "server.data_dir": args.data_dir,
+        "server.access_log": args.access_log,
         "server.log_level": args.log_level,
     }
     config = config_from_args(argparse.Namespace(config=None), overrides, allow_no_sites=False, env=env)

@@ -198,7 +198,8 @@ def test_serve_builds_config_and_runs_server(fake_server, tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[server]\nlisten = "127.0.0.1:9000"\n[[site]]\nhost = "a.com"\nupstream = "http://a"\n')
     status = cli.main(
-        ["serve", "--config", str(path), "--upstream", "http://default:1/", "--prefix", "/cb/", "--log-level", "debug"]
+        ["serve", "--config", str(path), "--upstream", "http://default:1/", "--prefix", "/cb/", "--log-level", "debug",
+         "--access-log", "-"]
     )
     assert status == 0
     [(config, kwargs)] = fake_server
@@ -207,6 +208,7 @@ def test_serve_builds_config_and_runs_server(fake_server, tmp_path):
     assert config.server.listen == "127.0.0.1:9000"
     assert config.server.prefix == "/cb/"
     assert config.server.log_level == "debug"
+    assert config.server.access_log == "-"
     assert config.sites == (Site("a.com", "http://a"), Site("*", "http://default:1"))
 
 
@@ -221,12 +223,14 @@ def test_serve_uses_env(fake_server, monkeypatch):
 
 def test_demo_builds_config(fake_server, monkeypatch, tmp_path):
     monkeypatch.setenv("COBROWSE_CONFIG", str(tmp_path / "ignored.toml"))  # demo does not read it
-    status = cli.main(["demo", "--listen", "127.0.0.1:9100", "--shop-listen", "0.0.0.0:9101", "--data-dir", str(tmp_path)])
+    status = cli.main(["demo", "--listen", "127.0.0.1:9100", "--shop-listen", "0.0.0.0:9101", "--data-dir", str(tmp_path),
+                       "--access-log", str(tmp_path / "access.log")])
     assert status == 0
     [(config, kwargs)] = fake_server
     assert kwargs == {"demo_shop_listen": "0.0.0.0:9101"}
     assert config.server.listen == "127.0.0.1:9100"
     assert config.server.data_dir == str(tmp_path)
+    assert config.server.access_log == str(tmp_path / "access.log")
     assert config.sites == (Site("*", "http://127.0.0.1:9101"),)
 
 
