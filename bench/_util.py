@@ -309,6 +309,37 @@ def machine_facts(*, nginx: str | None, mitmdump: str | None, wrk: str | None) -
     return facts
 
 
+# Servers a run may be skewed by, if some were left running (by an earlier
+# run or an experiment): idle ones still wake up, hold memory and sockets.
+_COMPETITORS = ("cobrowse", "nginx", "mitmdump", "mitmproxy", "wrk", "node", "chromium")
+
+
+def competing_processes() -> list[str]:
+    """Processes not of this run (nor its ancestors) that look like servers or
+    load generators: each as "pid command", for the report's notes."""
+    mine = set()
+    pid = os.getpid()
+    while pid > 1:  # this process and its ancestors (make, a shell)
+        mine.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in mine:
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        command = b" ".join(a for a in argv if a).decode(errors="replace")
+        if command and any(name in Path(argv[0].decode(errors="replace")).name or f" -m {name}" in command
+                           for name in _COMPETITORS):
+            found.append(f"{entry.name} {command[:100]}")
+    return found
+
+
 def median(values: list[float]) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None

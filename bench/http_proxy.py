@@ -43,7 +43,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import (  # noqa: E402
-    WRK_LUA, ProcessGroup, RssSampler, children_of, cpu_seconds, free_port, http_get, machine_facts, median,
+    WRK_LUA, ProcessGroup, RssSampler, children_of, competing_processes, cpu_seconds, free_port, http_get,
+    machine_facts, median,
     run_wrk, terminate_on_signals, wait_for_http,
 )
 
@@ -811,6 +812,11 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([os.path.relpath(sys.executable, Path.cwd()) if sys.executable.startswith(str(ROOT))
                           else sys.executable, *sys.argv])
     notes: list[str] = []
+    others = competing_processes()
+    if others:
+        # Found before this run starts anything: left over from something else.
+        notes.append(f"{len(others)} other server or load-generator process(es) were running, which can skew "
+                     f"this run: " + "; ".join(others[:6]))
     if args.no_nginx:
         notes.append("nginx left out (--no-nginx).")
     elif not nginx:

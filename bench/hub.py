@@ -56,7 +56,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import (  # noqa: E402
-    ProcessGroup, RssSampler, cpu_seconds, free_port, machine_facts, rss_kb, terminate_on_signals, wait_for_http,
+    ProcessGroup, RssSampler, competing_processes, cpu_seconds, free_port, machine_facts, rss_kb, terminate_on_signals,
+    wait_for_http,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -655,6 +656,11 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([os.path.relpath(sys.executable, Path.cwd()) if sys.executable.startswith(str(ROOT))
                           else sys.executable, *sys.argv])
     notes: list[str] = []
+    others = competing_processes()
+    if others:
+        # Found before this run starts anything: left over from something else.
+        notes.append(f"{len(others)} other server or load-generator process(es) were running, which can skew "
+                     f"this run: " + "; ".join(others[:6]))
     if nofile < args.nofile:
         notes.append(f"open-files limit capped at the hard limit {hard} (asked for {args.nofile}).")
     tmp = Path(tempfile.mkdtemp(prefix="cobrowse-bench-hub-"))
