@@ -646,7 +646,11 @@ async def test_try_again_in_a_tab_whose_chat_holds_the_socket_resumes_on_a_new_s
         await wire2.wait(lambda: wire2.sent_of("rr"), "the second tab's events")
 
         await send_text(second, "Still here")
-        conversation = await agent.accept_next()
+        # This tab's conversation (the shared demo service may hold others from earlier tests).
+        conversation = wire2.received_of("chat_started")[0]["conversation"]
+        await agent.wait(lambda: [o for f in agent.of("chat_offers") for o in f["offers"]
+                                  if o["conversation"] == conversation], "the offer of this conversation")
+        await agent.send({"t": "chat_accept", "conversation": conversation})
         await agent.wait(lambda: [m for m in agent.messages(conversation) if m["text"] == "Still here"],
                          "the message sent after the new socket")
         texts = [m["text"] for m in agent.messages(conversation)]
