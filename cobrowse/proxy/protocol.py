@@ -151,7 +151,7 @@ class ClientProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.queue: collections.deque = collections.deque()
         self.current = None  # the exchange whose request body is arriving
-        self.url_parts: list[bytes] = []
+        self.url_parts: list[bytes] | tuple = []
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_size = 0
         self.paused: set[str] = set()
@@ -251,7 +251,8 @@ class ClientProtocol(asyncio.Protocol):
         self.idle_since = None
         self.http11 = self.parser.get_http_version() != "1.0"
         exchange = self._exchange_for_request()
-        self.url_parts = []  # taken: an error before the next request line must not name this one
+        self.url_parts = ()  # taken: an error before the next request line must not name this one
+        # (a constant, not a new list: on_message_begin makes the next one)
         if (isinstance(exchange, Exchange) and exchange.upgrade and exchange.target.internal
                 and self.proxy.internal_server is not None and not self.queue and self._hub_handshake(exchange)):
             self.handoff = exchange.head  # taken over in data_received, once llhttp stops at the upgrade
