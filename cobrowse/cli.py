@@ -356,6 +356,10 @@ def describe_config(config: Config) -> str:
             extras.append(f"{len(site.mask_selectors)} masked selector(s)")
         if site.navigation_origins:
             extras.append("may navigate to " + ", ".join(site.navigation_origins))
+        if site.pass_host_header:
+            extras.append("passes the public Host")
+        if site.tls_server_name:
+            extras.append(f"certificate checked for {site.tls_server_name}")
         lines.append(f"  {names} -> {site.upstream}" + (f"  [{'; '.join(extras)}]" if extras else ""))
     return "\n".join(lines)
 

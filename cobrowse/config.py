@@ -67,6 +67,8 @@ class Site:
     navigation_origins: tuple[str, ...] = ()  # extra origins agents may send the visitor to
     contact_email: str = ""  # offline messages ("Leave a message") are mailed here
     transcripts_to: tuple[str, ...] = ()  # every chat transcript of this site is mailed here
+    pass_host_header: bool = False  # send the public Host upstream instead of the upstream URL's
+    tls_server_name: str = ""  # SNI and certificate name for an https upstream; "" = the upstream URL's host
 
 
 @dataclass(frozen=True, slots=True)
@@ -762,7 +764,7 @@ for _section, (_cls, _validators) in _SECTIONS.items():
 # --- sites ---------------------------------------------------------------
 
 _SITE_KEYS = ("host", "aliases", "upstream", "mask_selectors", "navigation_origins", "contact_email",
-              "transcripts_to")
+              "transcripts_to", "pass_host_header", "tls_server_name")
 
 
 def _check_host(value: object, name: str, allow_star: bool) -> str:
@@ -1177,6 +1179,16 @@ def _site_from_file(index: int, entry: object, src: _FileSource) -> tuple[Site, 
         except _Invalid as exc:
             raise fail(str(exc), "contact_email") from None
     transcripts_to = _email_list_from_file(entry, "transcripts_to", "site.transcripts_to", fail)
+    try:
+        pass_host_header = _v_bool(entry.get("pass_host_header", False), "site.pass_host_header", False)
+    except _Invalid as exc:
+        raise fail(str(exc), "pass_host_header") from None
+    tls_server_name = ""
+    if "tls_server_name" in entry:
+        try:
+            tls_server_name = _check_server_name(entry["tls_server_name"], upstream)
+        except _Invalid as exc:
+            raise fail(str(exc), "tls_server_name") from None
 
     site = Site(
         host=host,
@@ -1186,8 +1198,21 @@ def _site_from_file(index: int, entry: object, src: _FileSource) -> tuple[Site, 
         navigation_origins=tuple(dict.fromkeys(origins)),
         contact_email=contact_email,
         transcripts_to=transcripts_to,
+        pass_host_header=pass_host_header,
+        tls_server_name=tls_server_name,
     )
     return site, names
+
+
+def _check_server_name(value: object, upstream: str) -> str:
+    """The name an https upstream's certificate is checked against (and sent in SNI)."""
+    if not upstream.startswith("https://"):
+        raise _Invalid(f"site.tls_server_name applies only to an https:// upstream, and this one is {_show(upstream)}")
+    text = value.strip().lower().rstrip(".") if isinstance(value, str) else None
+    if not text or not _HOSTNAME_RE.match(text) or ".." in text:
+        raise _Invalid(f'site.tls_server_name must be a host name like "shop.example.com" (no port, no scheme), '
+                       f"got {_show(value)}")
+    return text
 
 
 def _email_list_from_file(entry: dict, key: str, name: str, fail: Callable[..., ConfigError]) -> tuple[str, ...]:

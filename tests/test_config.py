@@ -120,6 +120,8 @@ aliases = ["www.shop.example.com", "shop.example.com:8443"]
 upstream = "https://backend.internal:8443/"
 mask_selectors = [".account-number", "form > #card"]
 navigation_origins = ["https://pay.example.com/"]
+pass_host_header = true
+tls_server_name = "Shop.Example.com."
 
 [[site]]
 host = "blog.example.com"
@@ -161,7 +163,10 @@ def test_load_full_file(tmp_path):
         aliases=("www.shop.example.com", "shop.example.com:8443"),
         mask_selectors=(".account-number", "form > #card"),
         navigation_origins=("https://pay.example.com",),
+        pass_host_header=True,
+        tls_server_name="shop.example.com",
     )
+    assert not blog.pass_host_header and not blog.tls_server_name
     assert blog.upstream == "http://10.0.0.5:8080/blog"
     assert default.host == "*"
 
@@ -517,6 +522,11 @@ def test_bad_values_name_the_line(tmp_path, body, line, fragment):
         ('host = "a.com"\nupstream = "http://a"\nmask_selectors = ["a > b", "x{}"]\n', 4, "site.mask_selectors entries"),
         ('host = "a.com"\nupstream = "http://a"\nnavigation_origins = ["https://p.com/pay"]\n', 4, "without a path"),
         ('host = "a.com"\nupstream = "http://a"\nnavigation_origins = ["javascript:alert(1)"]\n', 4, "origin"),
+        ('host = "a.com"\nupstream = "http://a"\npass_host_header = "yes"\n', 4, "site.pass_host_header must be true or false"),
+        ('host = "a.com"\nupstream = "http://a"\ntls_server_name = "a.com"\n', 4, "applies only to an https:// upstream"),
+        ('host = "a.com"\nupstream = "https://10.0.0.5"\ntls_server_name = "a.com:443"\n', 4, "no port"),
+        ('host = "a.com"\nupstream = "https://10.0.0.5"\ntls_server_name = ""\n', 4, "site.tls_server_name must be a host name"),
+        ('host = "a.com"\nupstream = "https://10.0.0.5"\ntls_server_name = ["a.com"]\n', 4, "site.tls_server_name must be"),
     ],
 )
 def test_bad_sites_name_the_line(tmp_path, site, line, fragment):

@@ -720,6 +720,23 @@ async def test_forwarded_headers_from_a_trusted_terminator(start_app, start_prox
     assert seen["x-forwarded-host"] == ["shop.test"]
 
 
+
+async def test_pass_host_header_sends_the_public_host_upstream(start_app, start_proxy):
+    port = await start_app(echo_app())
+    upstream = f"http://127.0.0.1:{port}"
+    service = await start_proxy(sites=(Site(host="*", upstream=upstream, pass_host_header=True),))
+    seen = upstream_headers(await fetch(service.port, "GET", "/", {"Host": "Shop.test"}))
+    assert seen["host"] == ["Shop.test"]  # as the visitor sent it
+    # Behind a trusted terminator, the public host is the one it forwarded.
+    service = await start_proxy(sites=(Site(host="*", upstream=upstream, pass_host_header=True),),
+                                trust_forwarded=True)
+    seen = upstream_headers(await fetch(service.port, "GET", "/", {"Host": "cobrowse.internal",
+                                                                  "X-Forwarded-Host": "www.shop.test"}))
+    assert seen["host"] == ["www.shop.test"]
+    # Without the option, the upstream's own name, as before.
+    service = await start_proxy(upstream)
+    assert upstream_headers(await fetch(service.port, "GET", "/"))["host"] == [f"127.0.0.1:{port}"]
+
 # ---------------------------------------------------------------------------
 # Methods and request bodies
 # ---------------------------------------------------------------------------

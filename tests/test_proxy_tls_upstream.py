@@ -14,6 +14,7 @@ import pytest
 import trustme
 from aiohttp import WSMsgType, web
 
+from cobrowse.config import Site
 from conftest import TIMEOUT, echo_app, fetch, upstream_headers
 from test_proxy_http import NAVIGATE, injected, site_app
 from test_proxy_websocket import ws_app
@@ -97,3 +98,51 @@ async def test_with_verification_off_any_certificate_is_accepted(start_app, star
     response = await fetch(service.port, "GET", "/page", NAVIGATE)
     assert response.status == 200
     injected(response.body)
+
+
+def recording_sni(context: ssl.SSLContext) -> list:
+    """The server names clients sent in their TLS handshakes (None: no SNI)."""
+    names: list = []
+    context.sni_callback = lambda _socket, name, _context: names.append(name)
+    return names
+
+
+async def test_an_ip_upstream_is_checked_against_the_sites_tls_server_name(start_app, start_proxy, ca, ca_file):
+    # The usual production set-up: the public name points at the proxy, so the
+    # upstream is reached by address, with a certificate for the public name.
+    context = server_context(ca, "shop.example.test")
+    sent_names = recording_sni(context)
+    port = await start_app(site_app(), ssl_context=context)
+    upstream = f"https://127.0.0.1:{port}"
+    without = await start_proxy(upstream, upstream_ca_file=ca_file)
+    assert (await fetch(without.port, "GET", "/page", NAVIGATE)).status == 502  # the certificate is not for 127.0.0.1
+    service = await start_proxy(sites=(Site(host="*", upstream=upstream, tls_server_name="shop.example.test"),),
+                                upstream_ca_file=ca_file)
+    response = await fetch(service.port, "GET", "/page", NAVIGATE)
+    assert response.status == 200
+    injected(response.body)
+    assert sent_names[-1] == "shop.example.test"
+
+
+async def test_sites_with_one_upstream_and_two_tls_names_do_not_share_connections(start_app, start_proxy, ca,
+                                                                                   ca_file):
+    context = server_context(ca, "a.example.test", "b.example.test")
+    sent_names = recording_sni(context)
+    port = await start_app(echo_app(), ssl_context=context)
+    upstream = f"https://127.0.0.1:{port}"
+    service = await start_proxy(sites=(Site(host="a.test", upstream=upstream, tls_server_name="a.example.test"),
+                                       Site(host="b.test", upstream=upstream, tls_server_name="b.example.test")),
+                                upstream_ca_file=ca_file)
+    for host in ("a.test", "b.test", "a.test", "b.test"):
+        assert (await fetch(service.port, "GET", "/x", {"Host": host})).status == 200
+    # One handshake per name; the second round reused the pooled connections.
+    assert sent_names == ["a.example.test", "b.example.test"]
+
+
+async def test_with_pass_host_header_the_upstream_sees_the_public_host(start_app, start_proxy, ca, ca_file):
+    port = await start_app(echo_app(), ssl_context=server_context(ca, "shop.example.test"))
+    service = await start_proxy(sites=(Site(host="*", upstream=f"https://127.0.0.1:{port}", pass_host_header=True,
+                                            tls_server_name="shop.example.test"),),
+                                upstream_ca_file=ca_file)
+    seen = upstream_headers(await fetch(service.port, "GET", "/x", {"Host": "shop.test:8080"}))
+    assert seen["host"] == ["shop.test:8080"] and seen["x-forwarded-host"] == ["shop.test:8080"]

@@ -83,9 +83,14 @@ class Proxy:
         self._mappers: dict[tuple[str, str], ResponseHeaderMapper] = {}
         for site in config.sites:
             up = Upstream.parse(site.upstream)
-            self._targets[site] = Target(key=up.origin, host=up.host, port=up.port, tls=up.scheme == "https",
-                                         host_header=up.netloc.encode(), base_path=up.base_path.encode(),
-                                         upstream=up, tag_attributes=tag_attributes(site.mask_selectors))
+            # A connection is pooled per origin and TLS name: one made for
+            # another name's certificate must not serve this site.
+            key = up.origin + (f" (TLS name {site.tls_server_name})" if site.tls_server_name else "")
+            self._targets[site] = Target(key=key, host=up.host, port=up.port, tls=up.scheme == "https",
+                                         host_header=b"" if site.pass_host_header else up.netloc.encode(),
+                                         base_path=up.base_path.encode(), upstream=up,
+                                         tag_attributes=tag_attributes(site.mask_selectors),
+                                         server_name=site.tls_server_name or up.host)
         if any(target.tls for target in self._targets.values()):
             self.pool.prepare_tls()
 
@@ -449,7 +454,8 @@ class ClientProtocol(asyncio.Protocol):
         internal = target.internal
         named = connection_tokens(self.headers) - _FRAMING if connection_seen else _NO_TOKENS
         lines = [b"%b %b%b HTTP/1.1\r\nHost: %b\r\n" % (method, target.base_path, url,
-                                                          host if internal else target.host_header)]
+                                                          host if internal else
+                                                          target.host_header or public_host.encode("latin-1"))]
         prior_forwarded_for = None
         for name, value in self.headers:
             lname = name.lower()

@@ -32,11 +32,12 @@ class Target:
     port: int
     tls: bool
     unix_path: str | None = None
-    host_header: bytes = b""  # Host header value for the upstream
+    host_header: bytes = b""  # Host header value for the upstream; b"": the visitor's (pass_host_header)
     base_path: bytes = b""  # prefix prepended to the request path
     internal: bool = False  # our own app: no injection, no URL mapping
     upstream: object = field(default=None)  # headers.Upstream for site targets
     tag_attributes: bytes = b""  # per-site attributes of our injected tag
+    server_name: str = ""  # https: the name sent in SNI and checked against the certificate
 
 
 class UpstreamProtocol(asyncio.Protocol):
@@ -173,7 +174,7 @@ class UpstreamPool:
                 _, conn = await loop.create_connection(
                     factory, target.host, target.port,
                     ssl=self._ssl if target.tls else None,
-                    server_hostname=target.host if target.tls else None,
+                    server_hostname=(target.server_name or target.host) if target.tls else None,
                 )
         return conn
 
