@@ -33,7 +33,7 @@ install-test: install
 test: install-test
 	$(BIN)/python -m pytest -q
 
-# Benchmarks report side by side (nginx, mitmdump, a Node ws relay); see docs/benchmarks.md.
+# Benchmarks report side by side (nginx, HAProxy, mitmdump, a Node ws relay); see docs/benchmarks.md.
 bench: install-test
 	npm ci --prefix bench/node --no-audit --no-fund --loglevel=error
 	$(BIN)/python bench/http_proxy.py

@@ -262,7 +262,7 @@ def _first_line(argv: list[str]) -> str | None:
     return text.splitlines()[0].strip() if text else None
 
 
-def machine_facts(*, nginx: str | None, mitmdump: str | None, wrk: str | None) -> dict:
+def machine_facts(*, nginx: str | None, mitmdump: str | None, wrk: str | None, haproxy: str | None = None) -> dict:
     cpu_model = None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -296,6 +296,7 @@ def machine_facts(*, nginx: str | None, mitmdump: str | None, wrk: str | None) -
         "nginx": _first_line([nginx, "-v"]) if nginx else None,
         "mitmproxy": _first_line([mitmdump, "--version"]) if mitmdump else None,
         "wrk": _first_line([wrk, "-v"]) if wrk else None,
+        "haproxy": _first_line([haproxy, "-v"]) if haproxy else None,
     }
     root = Path(__file__).resolve().parent.parent
     facts["git_commit"] = _first_line(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
@@ -311,7 +312,7 @@ def machine_facts(*, nginx: str | None, mitmdump: str | None, wrk: str | None) -
 
 # Servers a run may be skewed by, if some were left running (by an earlier
 # run or an experiment): idle ones still wake up, hold memory and sockets.
-_COMPETITORS = ("cobrowse", "nginx", "mitmdump", "mitmproxy", "wrk", "node", "chromium")
+_COMPETITORS = ("cobrowse", "nginx", "haproxy", "mitmdump", "mitmproxy", "wrk", "node", "chromium")
 
 
 def competing_processes() -> list[str]:

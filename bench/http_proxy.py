@@ -7,6 +7,7 @@ One run serves a ~90 KiB HTML page and a 2 KiB CSS file
 * through ``cobrowse serve``,
 * through ``mitmdump --mode reverse:... -s cobrowse/mitm_addon.py``,
 * through nginx: ``sub_filter`` injection for the page, plain ``proxy_pass`` for both,
+* through HAProxy (where installed), a plain proxy that relays bodies with splice(2),
 
 at one process each, loads each with wrk (-t1 -c32) and reports requests/s,
 p50/p99 latency, server CPU per request and the ratios against the goals. A
@@ -317,6 +318,32 @@ def nginx_proxy_conf(tmp: Path, upstream_port: int, sub_port: int, pass_port: in
         }}
     }}
 }}
+"""
+
+
+def haproxy_conf(tmp: Path, upstream_port: int, port: int) -> str:
+    """HAProxy as a plain reverse proxy (nothing injected), one thread, relaying
+    bodies with splice(2): the page's bytes never enter the proxy's memory. The
+    fastest way there is to pass a 50 MiB page on, and so a floor for its time
+    to first byte through any proxy on this machine."""
+    return f"""
+global
+    nbthread 1
+    maxconn 4096
+    pidfile {tmp}/haproxy.pid
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 75s
+    timeout server 75s
+    option splice-response
+    option splice-request
+    http-reuse always
+frontend proxy
+    bind {HOST}:{port}
+    default_backend site
+backend site
+    server upstream {HOST}:{upstream_port}
 """
 
 
@@ -753,9 +780,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--big-size", type=int, default=50, metavar="MiB", help="size of the big page (default 50)")
     p.add_argument("--no-mitmdump", action="store_true", help="leave out mitmdump")
     p.add_argument("--no-nginx", action="store_true", help="leave out nginx (also as the upstream)")
+    p.add_argument("--no-haproxy", action="store_true", help="leave out HAProxy (a splicing proxy, where installed)")
     p.add_argument("--mitmdump", help="mitmdump binary (default .venv-mitmproxy/bin/mitmdump, else PATH)")
     p.add_argument("--mitm-addon", help="addon for mitmdump (default cobrowse/mitm_addon.py)")
     p.add_argument("--nginx", help="nginx binary (default /usr/sbin/nginx, else PATH)")
+    p.add_argument("--haproxy", help="haproxy binary (default /usr/sbin/haproxy, else PATH)")
     p.add_argument("--wrk", help="wrk binary (default: PATH)")
     p.add_argument("--json", type=Path, help="where to write the JSON results "
                    "(default bench/results/http_proxy-<timestamp>.json)")
@@ -798,6 +827,7 @@ def main(argv: list[str] | None = None) -> int:
     terminate_on_signals()
     wrk = find_tool(args.wrk, "wrk")
     nginx = None if args.no_nginx else find_tool(args.nginx, "nginx", "/usr/sbin/nginx")
+    haproxy = None if args.no_haproxy else find_tool(args.haproxy, "haproxy", "/usr/sbin/haproxy")
     mitmdump = None if args.no_mitmdump else find_tool(args.mitmdump, "mitmdump",
                                                          ROOT / ".venv-mitmproxy" / "bin" / "mitmdump")
     addon = Path(args.mitm_addon) if args.mitm_addon else ROOT / "cobrowse" / "mitm_addon.py"
@@ -808,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
 
     started = dt.datetime.now(dt.timezone.utc)
-    facts = machine_facts(nginx=nginx, mitmdump=mitmdump, wrk=wrk)
+    facts = machine_facts(nginx=nginx, mitmdump=mitmdump, wrk=wrk, haproxy=haproxy)
     command = shlex.join([os.path.relpath(sys.executable, Path.cwd()) if sys.executable.startswith(str(ROOT))
                           else sys.executable, *sys.argv])
     notes: list[str] = []
@@ -821,6 +851,10 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("nginx left out (--no-nginx).")
     elif not nginx:
         notes.append("nginx not found: the nginx targets are skipped and aiohttp serves the upstream.")
+    if args.no_haproxy:
+        notes.append("HAProxy left out (--no-haproxy).")
+    elif not haproxy:
+        notes.append("HAProxy not found (apt-get install haproxy): its target is skipped.")
     if args.no_mitmdump:
         notes.append("mitmdump left out (--no-mitmdump).")
     elif not mitmdump:
@@ -928,6 +962,15 @@ def main(argv: list[str] | None = None) -> int:
                          pages=("html", "asset", "big"))
             targets += [sub, pas]
             waits += [(sub, ngx, ASSET_PATH), (pas, ngx, ASSET_PATH)]
+        if haproxy:
+            ha_port = free_port()
+            conf = tmp / "haproxy.cfg"
+            conf.write_text(haproxy_conf(tmp, up_port, ha_port))
+            ha_proc = procs.start("haproxy", [haproxy, "-db", "-f", str(conf)])
+            ha = Target("haproxy", "HAProxy (splice)", ha_port, lambda: [ha_proc.pid],
+                        pages=("html", "asset", "big"))
+            targets.append(ha)
+            waits.append((ha, ha_proc, ASSET_PATH))
         for t, proc, path in waits:
             try:
                 wait_for_http(HOST, t.port, path, proc)
@@ -1130,7 +1173,9 @@ def render(result: dict, targets: list[Target], args: argparse.Namespace) -> str
     nginx_v = (f.get("nginx") or "no nginx").replace("nginx version: ", "")
     mitm_v = (f.get("mitmproxy") or "no mitmproxy").replace("Mitmproxy: ", "mitmproxy ")
     wrk_v = re.sub(r"^wrk (\S+) .*", r"wrk \1", f.get("wrk") or "no wrk")
-    lines.append(f"- software: Python {f['python']} (uvloop {f.get('uvloop')}), {nginx_v}, {mitm_v}, {wrk_v}")
+    haproxy_v = re.sub(r"^HAProxy version (\S+) .*", r"HAProxy \1", f.get("haproxy") or "no HAProxy")
+    lines.append(f"- software: Python {f['python']} (uvloop {f.get('uvloop')}), {nginx_v}, {haproxy_v}, {mitm_v}, "
+                 f"{wrk_v}")
     s = result["settings"]
     lines.append(f"- load: `wrk -t1 -c{s['connections']} -d{s['duration_s']:g}s`, {s['warmup_s']:g} s warm-up "
                  f"before each measurement, {s['repeat']} run(s) per target"

@@ -4,6 +4,7 @@
 #
 #   chromium          /usr/bin/chromium for the Playwright tests (tests/e2e)
 #   nginx-light, wrk  for bench/ (any nginx already installed will do)
+#   haproxy           for bench/http_proxy.py: the splicing proxy it compares with
 #   .venv-mitmproxy   mitmproxy in its own venv (it pins an old Brotli that
 #                     would clash with ours in .venv)
 #
@@ -36,6 +37,10 @@ if ! have nginx && [ ! -x /usr/sbin/nginx ]; then
 fi
 
 have wrk || missing+=(wrk)
+
+if ! have haproxy && [ ! -x /usr/sbin/haproxy ]; then
+    missing+=(haproxy)
+fi
 
 # Headless Chromium renders text with whatever fonts exist; without any, every
 # glyph of a screenshot is a box. Chromium's dependencies usually bring one.
