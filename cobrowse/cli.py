@@ -340,7 +340,8 @@ def describe_config(config: Config) -> str:
             f"max header {p.max_header_size} B, "
             f"max body {'unlimited' if p.max_body_size == 0 else f'{p.max_body_size} B'}"
         ),
-        f"              inject {onoff(p.inject)}, recompress {onoff(p.recompress)}, websocket {onoff(p.websocket)}",
+        f"              inject {onoff(p.inject)}, recompress {onoff(p.recompress)}, websocket {onoff(p.websocket)}, "
+        f"splice {onoff(p.splice)}",
         "              https upstreams: " + (
             "certificates NOT verified" if not p.upstream_tls_verify
             else f"CAs from {p.upstream_ca_file}" if p.upstream_ca_file else "the system's CAs"),

@@ -186,6 +186,7 @@ class ProxyOptions:
     websocket: bool = True  # proxy the site's own websockets
     upstream_ca_file: str = ""  # PEM CA bundle trusted for https upstreams instead of the system's
     upstream_tls_verify: bool = True  # False: accept any certificate from https upstreams
+    splice: bool = True  # relay long identity bodies inside the kernel (Linux splice(2))
 
 
 def _split_port(host: str) -> tuple[str, str | None]:
@@ -693,6 +694,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Validator]]] = {
             "websocket": _v_bool,
             "upstream_ca_file": _v_ca_file,
             "upstream_tls_verify": _v_bool,
+            "splice": _v_bool,
         },
     ),
     "console": (

@@ -113,6 +113,7 @@ max_body_size = 1048576
 inject = false
 recompress = false
 websocket = false
+splice = false
 
 [[site]]
 host = "Shop.Example.com"
@@ -154,6 +155,7 @@ def test_load_full_file(tmp_path):
         inject=False,
         recompress=False,
         websocket=False,
+        splice=False,
     )
     assert isinstance(config.proxy.connect_timeout, float)
     shop, blog, default = config.sites

@@ -175,6 +175,17 @@ class PageRewriter:
     def inserted(self) -> bool:
         return self._scanner.inserted
 
+    @property
+    def passing_through(self) -> bool:
+        """Every further byte goes out as it comes: nothing to decode, scan or encode, nothing held."""
+        return (self._decoder is None and self._encoder is None and self._sniff is None and self._wide is None
+                and self._scanner.passing_through)
+
+    @property
+    def may_pass_through(self) -> bool:
+        """False when this page is rewritten to its end (decoded, re-encoded or transcoded)."""
+        return self._decoder is None and self._encoder is None and self._wide is None
+
     def feed(self, chunk: bytes) -> Iterator[bytes | memoryview]:
         """The rewritten bytes so far, in pieces (a piece may be a view of ``chunk``)."""
         if self._decoder is None and self._encoder is None and self._sniff is None and self._wide is None:

@@ -27,6 +27,7 @@ from ..injector import RequestInfo
 from ..injector.codec import DecodeError
 from .errors import error_page
 from .headers import HOP_BY_HOP, connection_tokens
+from .splice import MIN_LENGTH as _SPLICE_MIN, KernelRelay
 from .upstream import Target, UpstreamProtocol
 
 if TYPE_CHECKING:
@@ -43,6 +44,12 @@ _LENGTH, _CHUNKED, _UNTIL_CLOSE, _NONE = range(4)
 # write, only when the whole body is no longer than this (one read's worth).
 _COALESCE_LIMIT = 256 * 1024
 _yield_cpu = getattr(os, "sched_yield", lambda: None)
+# A body is looked at for the kernel relay once this much of it has passed
+# (a response that ends sooner never pays for the look).
+_SPLICE_CHECK = 128 * 1024
+_CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*(\d+)[ \t]*\r")
+# The kernel relay's state.
+_SPLICE_UNDECIDED, _SPLICE_NO, _SPLICE_ACTIVE = range(3)
 
 
 class Exchange:
@@ -53,7 +60,8 @@ class Exchange:
         "framing", "plan", "out", "finished", "message_done", "tunnel", "last_activity",
         "client_paused_us", "connect_task", "client_keep_alive", "interim", "retried", "up_keep_alive",
         "up_connection",
-        "awaiting_continue", "raw", "raw_head", "sent", "record",
+        "awaiting_continue", "raw", "raw_head", "sent", "record", "body_seen", "splice_state", "kernel",
+        "raw_response_head", "splice_length", "client_limits",
     )
 
     def __init__(self, client: "ClientProtocol", target: Target, method: bytes, head: bytes,
@@ -108,6 +116,14 @@ class Exchange:
         self.raw_head: bytes | None = b""  # head bytes gathered so far; None once the head went out
         self.sent = 0  # bytes written to the visitor (for the access log)
         self.record = record  # the request, for the access log (None when there is none)
+        self.body_seen = 0  # response body bytes received from the upstream
+        # The kernel relay (splice.py) takes over the rest of a long identity body.
+        self.splice_state = _SPLICE_UNDECIDED if self.proxy.splice and not target.internal and not target.tls \
+            else _SPLICE_NO
+        self.kernel: KernelRelay | None = None
+        self.raw_response_head = b""  # the raw relay's final response head (for its Content-Length)
+        self.splice_length = -1  # the body's length for the kernel relay, once looked up
+        self.client_limits: tuple[int, int] | None = None  # the visitor's write-buffer limits, while changed
 
     # ----- starting -------------------------------------------------------
 
@@ -207,6 +223,8 @@ class Exchange:
         self._flush()
         if self.message_done:
             self._complete()
+        elif self.body_seen >= _SPLICE_CHECK and self.splice_state == _SPLICE_UNDECIDED:
+            self._try_splice()
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -301,6 +319,7 @@ class Exchange:
     def on_body(self, body: bytes) -> None:
         if self.message_done:
             return
+        self.body_seen += len(body)
         plan = self.plan
         if plan is not None:
             try:
@@ -406,6 +425,109 @@ class Exchange:
             self.proxy.pool.release(conn, reusable)
         self.client.exchange_finished(self, keep_alive=self.client_keep_alive)
 
+    # ----- kernel relay -----------------------------------------------------
+
+    def _body_length(self) -> int | None:
+        """The upstream body's length, when it is given and the body goes on unchanged."""
+        if self.raw:
+            low = self.raw_response_head.lower()
+            match = _CONTENT_LENGTH.search(low)
+            if match is None or b"\ntransfer-encoding:" in low:
+                return None
+            return int(match.group(1))
+        if self.up_chunked or self.up_length is None or self.framing == _NONE:
+            return None
+        return self.up_length
+
+    def _try_splice(self) -> None:
+        """Hand the rest of the body to a KernelRelay, if it is long and ours to pass on as it is."""
+        if self.splice_length < 0:
+            length = self._body_length()
+            if length is None or self.tunnel or self.upgrade:
+                self.splice_state = _SPLICE_NO
+                return
+            self.splice_length = length
+        if self.splice_length - self.body_seen < _SPLICE_MIN:
+            self.splice_state = _SPLICE_NO
+            return
+        plan = self.plan
+        if plan is not None and not plan.body.passing_through:
+            if not plan.body.may_pass_through:
+                self.splice_state = _SPLICE_NO
+            return  # still looking for the insertion point: ask again with the next chunk
+        client, conn = self.client.transport, self.conn
+        if not self.request_done or conn is None:
+            return
+        if self.client_paused_us or client.get_write_buffer_size() or self.out:
+            # What we wrote must leave first. A visitor slower than the upstream
+            # rarely empties the buffer between two chunks: from now on the
+            # pause it causes lasts until the buffer is empty, and
+            # client_resume_writing asks again then.
+            if self.client_limits is None:
+                self.client_limits = client.get_write_buffer_limits()
+                client.set_write_buffer_limits(high=self.client_limits[1], low=0)
+            return
+        self._restore_client_limits()
+        source, sink = conn.transport.get_extra_info("socket"), client.get_extra_info("socket")
+        if source is None or sink is None:
+            self.splice_state = _SPLICE_NO
+            return
+        remaining = self.splice_length - self.body_seen
+        prefix = b"%x\r\n" % remaining if self.framing == _CHUNKED and not self.raw else b""
+        conn.transport.pause_reading()
+        try:
+            relay = KernelRelay(self.proxy.loop, source.fileno(), sink.fileno(), remaining, prefix,
+                                self._spliced, self._splice_progress)
+        except OSError as exc:  # out of descriptors, say: Python carries on
+            log.warning("could not start a kernel relay: %s", exc)
+            conn.transport.resume_reading()
+            self.splice_state = _SPLICE_NO
+            return
+        self.splice_state = _SPLICE_ACTIVE
+        self.kernel = relay
+        if not relay.start():
+            self.kernel = None
+            self.splice_state = _SPLICE_NO
+            conn.transport.resume_reading()
+
+    def _restore_client_limits(self) -> None:
+        limits, self.client_limits = self.client_limits, None
+        if limits is not None and not self.client.closed:
+            self.client.transport.set_write_buffer_limits(high=limits[1], low=limits[0])
+
+    def _splice_progress(self) -> None:
+        self.last_activity = self.proxy.clock
+
+    def _spliced(self, error: str | None, side: str | None) -> None:
+        relay, self.kernel = self.kernel, None
+        if relay is not None:
+            self.sent += relay.sent
+        if self.finished:
+            return
+        if error is None:
+            if self.conn is not None:
+                self.conn.transport.resume_reading()  # back to the pool, where it must see a close
+            if self.framing == _CHUNKED and not self.raw:
+                self.out.append(b"\r\n")
+                if self.plan is not None:
+                    self._out_pieces(list(self.plan.body.finish()))
+                self.out.append(b"0\r\n\r\n")
+            self.message_done = True
+            self.proxy.spliced += 1
+            self._flush()
+            self._complete()
+        elif side == "visitor":
+            log.info("the visitor left before the answer to %s %s was complete (mid-response): %s",
+                     self.method.decode("latin-1"), self.target.key, error)
+            if self.record is not None:
+                self._log_access(self.status)
+            self.finished = True
+            self._deactivate()
+            self._drop_conn()
+            self.client.abort()
+        else:
+            self._fail_during_response(error)
+
     # ----- raw relay --------------------------------------------------------
 
     def _raw_data(self, data: bytes) -> None:
@@ -422,6 +544,7 @@ class Exchange:
             else:
                 self.sent += len(data)
                 self.client.transport.write(data)
+            self.body_seen += len(data)
         else:
             buffered = self.raw_head + data if self.raw_head else data
             while True:
@@ -437,12 +560,16 @@ class Exchange:
                 self.out.append(self._raw_response_head(head, interim))
                 if not interim:
                     self.raw_head = None
+                    self.raw_response_head = head
                     if buffered:
+                        self.body_seen = len(buffered)
                         self._out_body(buffered)
                     break
             self._flush()
         if self.message_done:
             self._complete()
+        elif self.body_seen >= _SPLICE_CHECK and self.splice_state == _SPLICE_UNDECIDED:
+            self._try_splice()
 
     def _raw_response_head(self, head: bytes, interim: bool) -> bytes:
         """The upstream's head as the visitor gets it: hop-by-hop lines out, framing kept."""
@@ -522,6 +649,10 @@ class Exchange:
         if self.conn is not None and self.client_paused_us:
             self.client_paused_us = False
             self.last_activity = self.proxy.clock
+            if self.client_limits is not None and self.splice_state == _SPLICE_UNDECIDED:
+                self._try_splice()  # the buffer is empty now (see _try_splice)
+                if self.splice_state == _SPLICE_ACTIVE or self.finished:
+                    return
             self.conn.transport.resume_reading()
 
     def upstream_pause_writing(self) -> None:
@@ -534,7 +665,8 @@ class Exchange:
 
     def check_timeout(self, now: float) -> None:
         """Called by the proxy's sweep about once a second."""
-        if self.finished or self.tunnel or self.client_paused_us:
+        if self.finished or self.tunnel or self.client_paused_us or (self.kernel is not None
+                                                                     and self.kernel.waiting_on_sink):
             return  # a slow visitor is not the upstream's fault
         if now - self.last_activity < self.proxy.read_timeout_lagged:
             return
@@ -547,6 +679,8 @@ class Exchange:
         if self.finished:
             return
         self._drop_conn()  # its place in the pool is free again
+        if self.kernel is not None:
+            return  # the relay reads its own copy of the socket: it ends the body, or says it was cut
         if self.tunnel:
             self.finished = True
             if self.record is not None:
@@ -649,6 +783,11 @@ class Exchange:
 
     def _deactivate(self) -> None:
         self.proxy.active.discard(self)
+        if self.kernel is not None:
+            self.kernel.stop()
+            self.kernel = None
+        if self.client_limits is not None:
+            self._restore_client_limits()
         # The parser holds our callbacks, and so us: a cycle only the garbage
         # collector would free, with the page plan and everything else we
         # hold. Broken here, an exchange goes the moment it is done, and the

@@ -21,6 +21,7 @@ import httptools
 
 from ..config import Config, Site
 from ..injector import Injector, RequestInfo, is_navigation, tag_attributes, upstream_accept_encoding
+from . import splice
 from .access_log import AccessLog, RequestRecord
 from .errors import error_page
 from .exchange import Exchange
@@ -59,6 +60,7 @@ class Proxy:
         self.max_body_size = options.max_body_size
         self.inject = options.inject
         self.websockets = options.websocket
+        self.splice = options.splice and splice.AVAILABLE
         self.trust_forwarded = config.server.trust_forwarded
         self.prefix = config.server.prefix.encode()
         self.prefix_bare = self.prefix.rstrip(b"/")
@@ -67,6 +69,7 @@ class Proxy:
         # for every co-browse frame.
         self.internal_server = internal_server
         self.handoffs = 0  # connections handed to our app (for monitoring and tests)
+        self.spliced = 0  # bodies whose rest the kernel relayed (for monitoring and tests)
         self.pool = UpstreamPool(options.pool_size, options.connect_timeout, ca_file=options.upstream_ca_file,
                                  tls_verify=options.upstream_tls_verify)
         self.access_log = AccessLog(config.server.access_log) if config.server.access_log else None

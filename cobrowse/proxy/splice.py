@@ -1,0 +1,202 @@
+"""The rest of a long body, relayed inside the kernel with splice(2).
+
+Once a response's head (and, on a page, our tag) has gone out, what is left
+of a long identity body is the upstream's bytes, unchanged. Read into Python
+and written out again, every byte is copied twice and passes through the
+CPU's caches; a 50 MB download keeps a core busy for tens of milliseconds,
+and the visitor's own process (a TLS terminator, a local client) waits for
+that core. splice(2) moves the socket's pages through a pipe to the other
+socket without copying them into user space: HAProxy does the same, and on
+the benchmark's 50 MiB page it is what set the proxies apart
+(docs/benchmarks.md).
+
+The relay runs on the event loop, not in a thread: it registers duplicates
+of the two sockets' descriptors with the loop (the transports own the
+originals, and a duplicate can never be closed and reused under us), and
+moves as much as the pipe holds at each readiness callback. The exchange
+pauses its transports' reading before it starts one, and nothing else
+writes to the visitor until it ends.
+
+Linux only; elsewhere ``AVAILABLE`` is false and bodies go through Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+from typing import Callable
+
+AVAILABLE = hasattr(os, "splice")
+
+# Bodies shorter than this are not worth a pipe and two descriptors.
+MIN_LENGTH = 1 << 20
+_PIPE_SIZE = 1 << 20  # what one readiness callback can move (the kernel may grant less)
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
+_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+_MORE = getattr(os, "SPLICE_F_MORE", 4)
+# The socket cannot be spliced from (TLS in the kernel aside, a socket type
+# without splice_read): nothing has moved, so the exchange goes on in Python.
+_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
+
+
+class KernelRelay:
+    """Moves ``length`` bytes from ``source`` to ``sink`` (socket descriptors),
+    after writing ``prefix`` to ``sink``.
+
+    ``on_done(error, side)`` is called once, on the loop: ``error`` is None
+    when every byte went out; otherwise ``side`` says whose fault it was
+    ("upstream" for the source, "visitor" for the sink). ``on_progress()`` is
+    called whenever bytes came from the source.
+    """
+
+    __slots__ = ("_loop", "_source", "_sink", "_pipe_in", "_pipe_out", "_capacity", "remaining", "_in_pipe",
+                 "_prefix", "sent", "_on_done", "_on_progress", "_reading", "_writing", "done",
+                 "waiting_on_sink")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, source: int, sink: int, length: int, prefix: bytes,
+                 on_done: Callable[[str | None, str | None], None], on_progress: Callable[[], None]) -> None:
+        self._loop = loop
+        self._source = self._sink = self._pipe_in = self._pipe_out = -1
+        self.remaining = length  # bytes still to take from the source
+        self._in_pipe = 0
+        self._prefix = prefix
+        self.sent = 0  # bytes written to the sink, prefix included
+        self._on_done = on_done
+        self._on_progress = on_progress
+        self._reading = self._writing = False
+        self.done = False
+        self.waiting_on_sink = False  # the visitor is not taking bytes: not the upstream's stall
+        self._source = os.dup(source)
+        try:
+            self._sink = os.dup(sink)
+            self._pipe_out, self._pipe_in = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            self._close_fds()
+            raise
+        try:
+            fcntl.fcntl(self._pipe_in, _F_SETPIPE_SZ, _PIPE_SIZE)
+        except OSError:
+            pass  # a lower fs.pipe-max-size: the default pipe (64 KiB) works, in more steps
+        self._capacity = fcntl.fcntl(self._pipe_in, _F_GETPIPE_SZ)
+
+    def start(self) -> bool:
+        """Begin; False (and nothing moved or written) if the source cannot be spliced."""
+        try:
+            moved = os.splice(self._source, self._pipe_in, min(self.remaining, self._capacity), flags=_FLAGS)
+        except BlockingIOError:
+            moved = -1
+        except OSError as exc:
+            if exc.errno in _UNSUPPORTED:
+                self._close_fds()
+                self.done = True
+                return False
+            self._finish(f"reading the upstream: {exc.strerror}", "upstream")
+            return True
+        if moved == 0:
+            self._finish("the upstream closed the connection mid-body", "upstream")
+            return True
+        if moved > 0:
+            self._took(moved)
+        self._pump()
+        return True
+
+    def stop(self) -> None:
+        """Give up (the exchange failed or the visitor left): on_done is not called."""
+        if not self.done:
+            self.done = True
+            self._unwatch()
+            self._close_fds()
+
+    # ----- readiness callbacks ---------------------------------------------
+
+    def _source_ready(self) -> None:
+        room = self._capacity - self._in_pipe
+        if room <= 0 or self.remaining <= 0:
+            self._watch_source(False)
+            return
+        try:
+            moved = os.splice(self._source, self._pipe_in, min(self.remaining, room), flags=_FLAGS)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._finish(f"reading the upstream: {exc.strerror}", "upstream")
+            return
+        if moved == 0:
+            self._finish("the upstream closed the connection mid-body", "upstream")
+            return
+        self._took(moved)
+        self._pump()
+
+    def _sink_ready(self) -> None:
+        self._pump()
+
+    # ----- the work --------------------------------------------------------
+
+    def _took(self, moved: int) -> None:
+        self.remaining -= moved
+        self._in_pipe += moved
+        self._on_progress()
+
+    def _pump(self) -> None:
+        """Write what is ready (the prefix, then the pipe); watch what we wait on."""
+        if self.done:
+            return
+        try:
+            while self._prefix:
+                written = os.write(self._sink, self._prefix)
+                self.sent += written
+                self._prefix = self._prefix[written:]
+            while self._in_pipe:
+                more = _MORE if self.remaining else 0
+                written = os.splice(self._pipe_out, self._sink, self._in_pipe, flags=_FLAGS | more)
+                self.sent += written
+                self._in_pipe -= written
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            self._finish(f"writing to the visitor: {exc.strerror}", "visitor")
+            return
+        if not self._in_pipe and not self._prefix and not self.remaining:
+            self._finish(None, None)
+            return
+        blocked = bool(self._in_pipe or self._prefix)
+        self.waiting_on_sink = blocked
+        self._watch_sink(blocked)
+        self._watch_source(self.remaining > 0 and self._in_pipe < self._capacity)
+
+    def _finish(self, error: str | None, side: str | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._unwatch()
+        self._close_fds()
+        self._on_done(error, side)
+
+    def _watch_source(self, on: bool) -> None:
+        if on != self._reading:
+            self._reading = on
+            if on:
+                self._loop.add_reader(self._source, self._source_ready)
+            else:
+                self._loop.remove_reader(self._source)
+
+    def _watch_sink(self, on: bool) -> None:
+        if on != self._writing:
+            self._writing = on
+            if on:
+                self._loop.add_writer(self._sink, self._sink_ready)
+            else:
+                self._loop.remove_writer(self._sink)
+
+    def _unwatch(self) -> None:
+        self._watch_source(False)
+        self._watch_sink(False)
+
+    def _close_fds(self) -> None:
+        for fd in (self._source, self._sink, self._pipe_in, self._pipe_out):
+            if fd >= 0:
+                os.close(fd)
+        self._source = self._sink = self._pipe_in = self._pipe_out = -1
