@@ -720,7 +720,6 @@ async def test_forwarded_headers_from_a_trusted_terminator(start_app, start_prox
     assert seen["x-forwarded-host"] == ["shop.test"]
 
 
-
 async def test_pass_host_header_sends_the_public_host_upstream(start_app, start_proxy):
     port = await start_app(echo_app())
     upstream = f"http://127.0.0.1:{port}"
@@ -733,6 +732,14 @@ async def test_pass_host_header_sends_the_public_host_upstream(start_app, start_
     seen = upstream_headers(await fetch(service.port, "GET", "/", {"Host": "cobrowse.internal",
                                                                   "X-Forwarded-Host": "www.shop.test"}))
     assert seen["host"] == ["www.shop.test"]
+    # An HTTP/1.0 request without a Host header: the upstream still gets a name, its own.
+    client = await RawClient.connect(service.port)
+    try:
+        await client.send(b"GET / HTTP/1.0\r\n\r\n")
+        response = await client.read_response()
+    finally:
+        await client.close()
+    assert upstream_headers(response)["host"] == [f"127.0.0.1:{port}"]
     # Without the option, the upstream's own name, as before.
     service = await start_proxy(upstream)
     assert upstream_headers(await fetch(service.port, "GET", "/"))["host"] == [f"127.0.0.1:{port}"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
+import struct
 
 import pytest
 from aiohttp import web
@@ -42,6 +44,7 @@ HEAD = b"<!doctype html><html><head><title>Big</title></head><body>"
 # Not a repeating pattern: a byte out of place or a piece sent twice shows.
 BULK = hashlib.shake_256(b"cobrowse").digest(4 * MiB)
 PAGE = HEAD + BULK + b"</body></html>"
+LONG = BULK * 4
 
 
 def big_app() -> web.Application:
@@ -85,6 +88,21 @@ def page_with_tag(body: bytes) -> None:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+async def slow_visitor(service, loop) -> "socket.socket":
+    """A visitor as over a slow network: small socket buffers at both ends."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", service.port))
+    for _ in range(100):
+        if service._proxy.connections:
+            break
+        await asyncio.sleep(0.01)
+    (visitor,) = service._proxy.connections
+    visitor.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return sock
 
 
 async def test_a_long_page_is_injected_and_its_rest_relayed_by_the_kernel(start_app, start_proxy):
@@ -272,22 +290,11 @@ async def test_a_visitor_slower_than_the_upstream_still_gets_the_kernel_relay(st
     # Small socket buffers on both sides and a slow reader: our write buffer
     # is never empty after an upstream chunk, so the relay can only start
     # when the visitor's pause ends with the buffer drained.
-    import socket
-
     port = await start_app(big_app())
     service = await start_proxy(f"http://127.0.0.1:{port}")
     loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
+    sock = await slow_visitor(service, loop)
     try:
-        await loop.sock_connect(sock, ("127.0.0.1", service.port))
-        for _ in range(100):  # the proxy's side of the connection, as over a slow network: a small send buffer
-            if service._proxy.connections:
-                break
-            await asyncio.sleep(0.01)
-        (visitor,) = service._proxy.connections
-        visitor.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         await loop.sock_sendall(sock, build_request("GET", "/blob"))
         await asyncio.sleep(0.3)
         received = bytearray()
@@ -303,3 +310,242 @@ async def test_a_visitor_slower_than_the_upstream_still_gets_the_kernel_relay(st
         sock.close()
     assert body == BULK
     assert service._proxy.spliced == 1
+
+
+@pytest.fixture
+def small_pieces_upstream():
+    """An upstream that sends a 16 MiB body (more than the sockets' buffers hold) in 1,400-byte writes (one network
+    packet's worth each), from a thread: each write its own piece of data."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(LONG))
+            try:
+                for i in range(0, len(LONG), 1400):
+                    if stop.is_set():
+                        return
+                    conn.sendall(LONG[i:i + 1400])
+            except OSError:
+                return
+            stop.wait(TIMEOUT)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    server.close()
+    thread.join(TIMEOUT)
+
+
+async def test_small_upstream_pieces_and_a_waiting_visitor_do_not_spin(small_pieces_upstream, start_proxy,
+                                                                         monkeypatch):
+    # Each piece spliced in takes a page of the pipe however small it is: the
+    # pipe fills long before its byte count says so, and then the upstream's
+    # socket stays readable while nothing can move. The relay must stop
+    # watching it until the visitor takes something, not be called back
+    # again and again.
+    calls = [0]
+    source_ready = splice.KernelRelay._source_ready
+
+    def counting(self) -> None:
+        calls[0] += 1
+        source_ready(self)
+
+    monkeypatch.setattr(splice.KernelRelay, "_source_ready", counting)
+    service = await start_proxy(f"http://127.0.0.1:{small_pieces_upstream}")
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.port, limit=1 << 16)
+    try:
+        writer.write(build_request("GET", "/blob"))
+        await reader.readuntil(b"\r\n\r\n")
+        received = await reader.readexactly(MiB)  # the relay runs, taking the pieces one by one
+        assert any(e.kernel is not None for e in service._proxy.active)
+        await asyncio.sleep(0.5)  # then the visitor reads nothing for a while
+        before = calls[0]
+        await asyncio.sleep(1.0)
+        assert any(e.kernel is not None for e in service._proxy.active)  # still waiting on the visitor
+        assert calls[0] - before < 5000  # a spinning relay: hundreds of thousands
+        received += await asyncio.wait_for(reader.readexactly(len(LONG) - MiB), TIMEOUT)
+    finally:
+        writer.close()
+    assert received == LONG
+
+
+async def test_the_access_log_counts_what_the_relay_sent_before_a_stall(start_raw, start_proxy, tmp_path):
+    port = await start_raw(await upstream_cutting_off_at(3 * MiB, then_sleep=30))
+    log_path = tmp_path / "access.log"
+    service = await start_proxy(f"http://127.0.0.1:{port}", read_timeout=0.5, access_log=str(log_path))
+    client = await RawClient.connect(service.port)
+    try:
+        await client.send(build_request("GET", "/blob"))
+        response = await client.read_head()
+        body = bytearray()
+        with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+            while True:
+                data = await asyncio.wait_for(client.reader.read(1 << 20), TIMEOUT)
+                if not data:
+                    raise asyncio.IncompleteReadError(bytes(body), len(BULK))
+                body += data
+    finally:
+        await client.close()
+    assert len(body) == 3 * MiB
+    service._proxy.access_log.flush()
+    line = log_path.read_text().splitlines()[-1]
+    assert int(line.split('" 200 ', 1)[1].split()[0]) == len(response.head) + 3 * MiB
+
+
+async def test_past_the_relay_limit_bodies_go_through_python(start_app, start_proxy, monkeypatch):
+    monkeypatch.setattr(splice, "MAX_RELAYS", 0)
+    port = await start_app(big_app())
+    service = await start_proxy(f"http://127.0.0.1:{port}")
+    assert (await fetch(service.port, "GET", "/blob")).body == BULK
+    assert service._proxy.spliced == 0 and splice.active == 0
+
+
+async def test_an_upstream_that_sends_more_than_its_length_is_not_reused(start_raw, start_proxy, caplog):
+    # A wrong Content-Length: the bytes past it would be read as the answer
+    # to the next request sent on that connection.
+    smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if head.startswith(b"GET /blob "):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(BULK) + BULK + smuggled)
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nGOOD")
+            await writer.drain()
+
+    port = await start_raw(handler)
+    service = await start_proxy(f"http://127.0.0.1:{port}")
+    client = await RawClient.connect(service.port)
+    try:
+        # Pipelined: the next request goes upstream the moment the body ends.
+        await client.send(build_request("GET", "/blob") + build_request("GET", "/next"))
+        assert (await client.read_response()).body == BULK
+        assert (await client.read_response()).body == b"GOOD"
+    finally:
+        await client.close()
+    assert service._proxy.spliced == 1
+    assert any("more than the Content-Length" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------
+# KernelRelay alone, between socket pairs
+# ---------------------------------------------------------------------------
+
+
+class Pair:
+    """A relay from one socket pair to another: we write into ``upstream``,
+    the relay splices from its peer to ``visitor``'s peer, we read ``visitor``."""
+
+    def __init__(self, length: int, prefix: bytes = b"", small_sink: bool = False) -> None:
+        self.upstream, source = socket.socketpair()
+        sink, self.visitor = socket.socketpair()
+        if small_sink:
+            sink.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            self.visitor.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        for sock in (self.upstream, source, sink, self.visitor):
+            sock.setblocking(False)
+        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.progress = 0
+        self.relay = splice.KernelRelay(asyncio.get_running_loop(), source.fileno(), sink.fileno(), length,
+                                        prefix, self._done, self._progress)
+        source.close()  # the relay holds its own copies, as it does of a transport's
+        sink.close()
+
+    def send(self, data: bytes) -> asyncio.Task:
+        """Write into the upstream side as it takes it (in the background)."""
+        return asyncio.ensure_future(asyncio.get_running_loop().sock_sendall(self.upstream, data))
+
+    def _done(self, error, side) -> None:
+        self.done.set_result((error, side))
+
+    def _progress(self) -> None:
+        self.progress += 1
+
+    async def read(self, n: int) -> bytes:
+        loop, out = asyncio.get_running_loop(), bytearray()
+        while len(out) < n:
+            data = await asyncio.wait_for(loop.sock_recv(self.visitor, n - len(out)), TIMEOUT)
+            assert data
+            out += data
+        return bytes(out)
+
+    def close(self) -> None:
+        self.relay.stop()
+        self.upstream.close()
+        self.visitor.close()
+
+
+async def test_the_relay_writes_the_prefix_then_exactly_the_length_and_notices_more():
+    pair = Pair(len(BULK), prefix=b"400000\r\n")
+    try:
+        assert pair.relay.start()
+        sending = pair.send(BULK)
+        assert await pair.read(8 + len(BULK)) == b"400000\r\n" + BULK
+        assert await asyncio.wait_for(pair.done, TIMEOUT) == (None, None)
+        assert pair.relay.sent == 8 + len(BULK) and not pair.relay.extra
+        await asyncio.wait_for(sending, TIMEOUT)
+    finally:
+        pair.close()
+    body = BULK[:100_000]
+    pair = Pair(len(body))
+    try:
+        await asyncio.wait_for(pair.send(body + b"NEXT"), TIMEOUT)  # four bytes past the length, all there
+        assert pair.relay.start()
+        assert await pair.read(len(body)) == body
+        assert await asyncio.wait_for(pair.done, TIMEOUT) == (None, None)
+        assert pair.relay.extra
+    finally:
+        pair.close()
+
+
+async def test_the_visitor_taking_bytes_after_holding_the_relay_up_counts_as_progress():
+    # Everything the upstream sent is in the pipe; the visitor has not read.
+    # When it does, the upstream's time allowed starts again (the exchange's
+    # read timeout), though nothing more came from the upstream.
+    length = 256 * 1024
+    pair = Pair(length + 1, small_sink=True)  # one byte more than sent: the relay waits on the upstream after
+    try:
+        assert pair.relay.start()
+        pair.send(BULK[:length])
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if pair.relay.remaining == 1 and pair.relay.waiting_on_sink:
+                break
+        assert pair.relay.remaining == 1 and pair.relay.waiting_on_sink
+        progress = pair.progress
+        assert await pair.read(length) == BULK[:length]
+        await asyncio.sleep(0.05)
+        assert pair.progress > progress and not pair.relay.waiting_on_sink
+        pair.send(b"!")
+        assert await pair.read(1) == b"!"
+        assert await asyncio.wait_for(pair.done, TIMEOUT) == (None, None)
+    finally:
+        pair.close()
+
+
+async def test_a_visitor_gone_mid_relay_is_reported_as_theirs():
+    pair = Pair(len(BULK), small_sink=True)
+    try:
+        assert pair.relay.start()
+        pair.send(BULK[:MiB])
+        pair.visitor.close()
+        error, side = await asyncio.wait_for(pair.done, TIMEOUT)
+        assert side == "visitor" and "writing to the visitor" in error
+    finally:
+        pair.close()

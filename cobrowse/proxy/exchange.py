@@ -506,6 +506,10 @@ class Exchange:
             return
         if error is None:
             if self.conn is not None:
+                if relay.extra:
+                    log.warning("upstream %s sent more than the Content-Length it gave: its connection "
+                                "is not reused", self.target.key)
+                    self.conn.reusable = False
                 self.conn.transport.resume_reading()  # back to the pool, where it must see a close
             if self.framing == _CHUNKED and not self.raw:
                 self.out.append(b"\r\n")
@@ -741,6 +745,7 @@ class Exchange:
     def _fail_during_response(self, detail: str) -> None:
         if self.finished:
             return
+        self._stop_kernel()  # first: what it sent goes into the access log
         log.warning("%s %s broke off mid-response: %s", self.method.decode("latin-1"), self.target.key, detail)
         self.finished = True
         self._deactivate()
@@ -763,6 +768,7 @@ class Exchange:
         """The visitor went away; stop working for them."""
         if self.finished:
             return
+        self._stop_kernel()  # first: what it sent goes into the access log
         if not self.tunnel:  # closing a tunnel is how it ends, not a fault
             log.info("the visitor left before the answer to %s %s was complete%s", self.method.decode("latin-1"),
                      self.target.key, " (mid-response)" if self.response_started else "")
@@ -781,11 +787,17 @@ class Exchange:
             conn.exchange = None
             self.proxy.pool.release(conn, reusable=False)
 
+    def _stop_kernel(self) -> None:
+        """End a kernel relay this exchange gives up on, counting what it sent."""
+        relay, self.kernel = self.kernel, None
+        if relay is not None:
+            self.sent += relay.sent
+            relay.stop()
+
     def _deactivate(self) -> None:
         self.proxy.active.discard(self)
         if self.kernel is not None:
-            self.kernel.stop()
-            self.kernel = None
+            self._stop_kernel()
         if self.client_limits is not None:
             self._restore_client_limits()
         # The parser holds our callbacks, and so us: a cycle only the garbage

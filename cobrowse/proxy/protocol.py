@@ -457,8 +457,9 @@ class ClientProtocol(asyncio.Protocol):
         internal = target.internal
         named = connection_tokens(self.headers) - _FRAMING if connection_seen else _NO_TOKENS
         lines = [b"%b %b%b HTTP/1.1\r\nHost: %b\r\n" % (method, target.base_path, url,
-                                                          host if internal else
-                                                          target.host_header or public_host.encode("latin-1"))]
+                                                          host if internal else target.host_header
+                                                          or public_host.encode("latin-1")
+                                                          or target.upstream.netloc.encode())]
         prior_forwarded_for = None
         for name, value in self.headers:
             lname = name.lower()

@@ -26,13 +26,23 @@ import asyncio
 import errno
 import fcntl
 import os
+import socket
 from typing import Callable
 
 AVAILABLE = hasattr(os, "splice")
 
 # Bodies shorter than this are not worth a pipe and two descriptors.
 MIN_LENGTH = 1 << 20
-_PIPE_SIZE = 1 << 20  # what one readiness callback can move (the kernel may grant less)
+# What one readiness callback can move. Pipe memory counts against a per-user
+# limit (fs.pipe-user-pages-soft, 64 MiB by default) shared with every other
+# process of that user; past it, every new pipe of theirs gets 8 KiB. Hence a
+# modest pipe and a cap on relays at once: 64 x 256 KiB is a quarter of it.
+_PIPE_SIZE = 256 * 1024
+MAX_RELAYS = 64
+# A pipe the kernel would not enlarge (the user is over that limit): the
+# relay would cost more system calls than the copy through Python it saves.
+_MIN_PIPE = 64 * 1024
+active = 0  # relays running in this process
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
@@ -54,7 +64,7 @@ class KernelRelay:
 
     __slots__ = ("_loop", "_source", "_sink", "_pipe_in", "_pipe_out", "_capacity", "remaining", "_in_pipe",
                  "_prefix", "sent", "_on_done", "_on_progress", "_reading", "_writing", "done",
-                 "waiting_on_sink")
+                 "waiting_on_sink", "_pipe_full", "_counted", "extra")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, source: int, sink: int, length: int, prefix: bytes,
                  on_done: Callable[[str | None, str | None], None], on_progress: Callable[[], None]) -> None:
@@ -69,21 +79,35 @@ class KernelRelay:
         self._reading = self._writing = False
         self.done = False
         self.waiting_on_sink = False  # the visitor is not taking bytes: not the upstream's stall
+        # A pipe holds a number of pages, and each piece of a socket's data
+        # spliced in takes one however small it is: it can be full long
+        # before _in_pipe says so. Set when a splice in would block.
+        self._pipe_full = False
+        self._counted = False
+        self.extra = False  # the upstream sent more than the body (see _finish)
         self._source = os.dup(source)
         try:
             self._sink = os.dup(sink)
             self._pipe_out, self._pipe_in = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                fcntl.fcntl(self._pipe_in, _F_SETPIPE_SZ, _PIPE_SIZE)
+            except OSError:
+                pass  # a lower fs.pipe-max-size: the default pipe (64 KiB) works, in more steps
+            self._capacity = fcntl.fcntl(self._pipe_in, _F_GETPIPE_SZ)
         except OSError:
             self._close_fds()
             raise
-        try:
-            fcntl.fcntl(self._pipe_in, _F_SETPIPE_SZ, _PIPE_SIZE)
-        except OSError:
-            pass  # a lower fs.pipe-max-size: the default pipe (64 KiB) works, in more steps
-        self._capacity = fcntl.fcntl(self._pipe_in, _F_GETPIPE_SZ)
 
     def start(self) -> bool:
-        """Begin; False (and nothing moved or written) if the source cannot be spliced."""
+        """Begin; False (and nothing moved or written) if the source cannot be
+        spliced, the pipe is too small to be worth it, or too many relays run."""
+        global active
+        if self._capacity < _MIN_PIPE or active >= MAX_RELAYS:
+            self._close_fds()
+            self.done = True
+            return False
+        active += 1
+        self._counted = True
         try:
             moved = os.splice(self._source, self._pipe_in, min(self.remaining, self._capacity), flags=_FLAGS)
         except BlockingIOError:
@@ -114,12 +138,18 @@ class KernelRelay:
 
     def _source_ready(self) -> None:
         room = self._capacity - self._in_pipe
-        if room <= 0 or self.remaining <= 0:
+        if self.done or room <= 0 or self.remaining <= 0:
             self._watch_source(False)
             return
         try:
             moved = os.splice(self._source, self._pipe_in, min(self.remaining, room), flags=_FLAGS)
         except BlockingIOError:
+            if self._in_pipe:
+                # The socket is readable, so the pipe is what is full (of
+                # small pieces): wait for the visitor to take some, or this
+                # callback would fire again at once, for as long as they wait.
+                self._pipe_full = True
+                self._watch_source(False)
             return
         except OSError as exc:
             self._finish(f"reading the upstream: {exc.strerror}", "upstream")
@@ -144,6 +174,7 @@ class KernelRelay:
         """Write what is ready (the prefix, then the pipe); watch what we wait on."""
         if self.done:
             return
+        before = self.sent
         try:
             while self._prefix:
                 written = os.write(self._sink, self._prefix)
@@ -159,19 +190,37 @@ class KernelRelay:
         except OSError as exc:
             self._finish(f"writing to the visitor: {exc.strerror}", "visitor")
             return
+        if self.sent != before:
+            self._pipe_full = False
+            if self.waiting_on_sink:
+                # The visitor was holding things up, not the upstream: its
+                # time allowed starts again now (as client_resume_writing does).
+                self._on_progress()
         if not self._in_pipe and not self._prefix and not self.remaining:
             self._finish(None, None)
             return
         blocked = bool(self._in_pipe or self._prefix)
         self.waiting_on_sink = blocked
         self._watch_sink(blocked)
-        self._watch_source(self.remaining > 0 and self._in_pipe < self._capacity)
+        self._watch_source(self.remaining > 0 and self._in_pipe < self._capacity and not self._pipe_full)
 
     def _finish(self, error: str | None, side: str | None) -> None:
         if self.done:
             return
         self.done = True
         self._unwatch()
+        if error is None:
+            # Bytes past the body's end would be read as the next answer on
+            # this connection: the exchange then does not pool it.
+            probe = socket.socket(fileno=self._source)
+            try:
+                self.extra = bool(probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.extra = True
+            finally:
+                probe.detach()
         self._close_fds()
         self._on_done(error, side)
 
@@ -196,6 +245,10 @@ class KernelRelay:
         self._watch_sink(False)
 
     def _close_fds(self) -> None:
+        global active
+        if self._counted:
+            self._counted = False
+            active -= 1
         for fd in (self._source, self._sink, self._pipe_in, self._pipe_out):
             if fd >= 0:
                 os.close(fd)
