@@ -549,3 +549,32 @@ async def test_a_visitor_gone_mid_relay_is_reported_as_theirs():
         assert side == "visitor" and "writing to the visitor" in error
     finally:
         pair.close()
+
+
+async def test_a_visitor_connection_over_tls_is_never_spliced(start_app, start_proxy, tmp_path):
+    # `serve` listens in plain HTTP, but the proxy's protocol can sit behind
+    # any listener: spliced bytes would bypass the TLS layer and corrupt the
+    # stream, so a TLS connection keeps the Python path.
+    import ssl
+
+    import aiohttp
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    port = await start_app(big_app())
+    service = await start_proxy(f"http://127.0.0.1:{port}")
+    server = await asyncio.get_running_loop().create_server(service._proxy, "127.0.0.1", 0, ssl=server_context)
+    try:
+        tls_port = server.sockets[0].getsockname()[1]
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"https://127.0.0.1:{tls_port}/blob", ssl=client_context,
+                                   headers={"Host": "shop.test"}) as response:
+                assert response.status == 200
+                assert await response.read() == BULK
+    finally:
+        server.close()
+    assert service._proxy.spliced == 0

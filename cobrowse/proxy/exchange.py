@@ -469,7 +469,9 @@ class Exchange:
             return
         self._restore_client_limits()
         source, sink = conn.transport.get_extra_info("socket"), client.get_extra_info("socket")
-        if source is None or sink is None:
+        if source is None or sink is None or client.get_extra_info("sslcontext") is not None:
+            # (A visitor's connection over TLS carries records, not the body's bytes:
+            # `serve` has no TLS listener today, but a listener may come.)
             self.splice_state = _SPLICE_NO
             return
         remaining = self.splice_length - self.body_seen
