@@ -514,6 +514,22 @@ async def test_the_relay_writes_the_prefix_then_exactly_the_length_and_notices_m
         pair.close()
 
 
+async def test_the_check_for_extra_bytes_does_not_wait_on_a_default_timeout():
+    body = BULK[:100_000]
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(5.0)  # some library in the process may set one
+    pair = Pair(len(body))
+    try:
+        await asyncio.wait_for(pair.send(body), TIMEOUT)
+        assert pair.relay.start()
+        assert await pair.read(len(body)) == body
+        assert await asyncio.wait_for(pair.done, 1.0) == (None, None)
+        assert not pair.relay.extra
+    finally:
+        socket.setdefaulttimeout(previous)
+        pair.close()
+
+
 async def test_the_visitor_taking_bytes_after_holding_the_relay_up_counts_as_progress():
     # Everything the upstream sent is in the pipe; the visitor has not read.
     # When it does, the upstream's time allowed starts again (the exchange's
@@ -578,3 +594,80 @@ async def test_a_visitor_connection_over_tls_is_never_spliced(start_app, start_p
     finally:
         server.close()
     assert service._proxy.spliced == 0
+
+
+async def test_a_relay_failing_as_the_visitors_buffer_drains_aborts_cleanly(start_app, start_proxy, monkeypatch):
+    # The relay starts when the visitor's buffer has drained, which the
+    # transport reports from inside its own write handling. A relay that
+    # fails at once (the upstream reset while paused) aborts the visitor's
+    # connection: not from inside that handling, which asyncio's transport
+    # does not survive (it would close the connection twice).
+    import errno
+    import types
+
+    loop = asyncio.get_running_loop()
+    errors: list = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    real_os = splice.os
+
+    def failing_splice(source, sink, count, flags=0):
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+    shim = {name: getattr(real_os, name) for name in dir(real_os) if not name.startswith("__")}
+    shim["splice"] = failing_splice
+    monkeypatch.setattr(splice, "os", types.SimpleNamespace(**shim))
+    port = await start_app(big_app())
+    service = await start_proxy(f"http://127.0.0.1:{port}")
+    sock = await slow_visitor(service, loop)
+    try:
+        await loop.sock_sendall(sock, build_request("GET", "/blob"))
+        await asyncio.sleep(0.5)  # our buffer fills: the relay is left for when it drains
+        received = bytearray()
+        with pytest.raises(ConnectionError):
+            while True:
+                data = await asyncio.wait_for(loop.sock_recv(sock, 65536), TIMEOUT)
+                if not data:
+                    raise ConnectionResetError("closed")
+                received += data
+    finally:
+        sock.close()
+    await asyncio.sleep(0.2)
+    assert len(received) < len(BULK)
+    assert not errors, [e.get("message") for e in errors]
+    assert splice.active == 0
+
+
+async def test_a_pipelined_answer_behind_a_full_buffer_waits_for_the_visitor(start_app, start_proxy):
+    # The transport says its buffer is full once, while the first answer is
+    # going out. The second answer starts behind it: it must not read its
+    # upstream into the buffer regardless (megabytes for a big body), and its
+    # body still gets the kernel relay once the buffer drains.
+    loop = asyncio.get_running_loop()
+    port = await start_app(big_app())
+    service = await start_proxy(f"http://127.0.0.1:{port}")
+    sock = await slow_visitor(service, loop)
+    (visitor,) = service._proxy.connections
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            if not visitor.closed:
+                peak = max(peak, visitor.transport.get_write_buffer_size())
+            await asyncio.sleep(0.002)
+
+    watcher = asyncio.ensure_future(watch())
+    received = bytearray()
+    try:
+        await loop.sock_sendall(sock, build_request("GET", "/chunked") + build_request("GET", "/blob"))
+        while not (received.count(b"HTTP/1.1 200 OK\r\n") == 2 and received.endswith(BULK)):
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65536), TIMEOUT)
+            assert data
+            received += data
+            await asyncio.sleep(0.002)
+    finally:
+        watcher.cancel()
+        sock.close()
+    assert received.endswith(BULK)
+    assert peak < 1024 * 1024  # not the second body piled up in memory
+    assert service._proxy.spliced == 1

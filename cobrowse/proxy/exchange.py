@@ -27,6 +27,7 @@ from ..injector import RequestInfo
 from ..injector.codec import DecodeError
 from .errors import error_page
 from .headers import HOP_BY_HOP, connection_tokens
+from . import splice as _splice
 from .splice import MIN_LENGTH as _SPLICE_MIN, KernelRelay
 from .upstream import Target, UpstreamProtocol
 
@@ -165,6 +166,11 @@ class Exchange:
         self.reused = reused
         conn.exchange = self
         conn.transport.write(self.head)  # first: the upstream starts work while we set up
+        if self.client.writing_paused and not self.client_paused_us:
+            # The visitor's buffer is still full of the answer before ours: the
+            # transport will not say so again, only when it has drained.
+            self.client_paused_us = True
+            conn.transport.pause_reading()
         self.parser = httptools.HttpResponseParser(_RawCallbacks(self) if self.raw else self)
         if self.pending_body:
             conn.transport.writelines(self.pending_body)
@@ -444,20 +450,20 @@ class Exchange:
         if self.splice_length < 0:
             length = self._body_length()
             if length is None or self.tunnel or self.upgrade:
-                self.splice_state = _SPLICE_NO
+                self._no_splice()
                 return
             self.splice_length = length
         if self.splice_length - self.body_seen < _SPLICE_MIN:
-            self.splice_state = _SPLICE_NO
+            self._no_splice()
             return
         plan = self.plan
         if plan is not None and not plan.body.passing_through:
             if not plan.body.may_pass_through:
-                self.splice_state = _SPLICE_NO
+                self._no_splice()
             return  # still looking for the insertion point: ask again with the next chunk
         client, conn = self.client.transport, self.conn
-        if not self.request_done or conn is None:
-            return
+        if not self.request_done or conn is None or _splice.active >= _splice.MAX_RELAYS:
+            return  # (all relays busy: ask again with the next chunk)
         if self.client_paused_us or client.get_write_buffer_size() or self.out:
             # What we wrote must leave first. A visitor slower than the upstream
             # rarely empties the buffer between two chunks: from now on the
@@ -472,7 +478,7 @@ class Exchange:
         if source is None or sink is None or client.get_extra_info("sslcontext") is not None:
             # (A visitor's connection over TLS carries records, not the body's bytes:
             # `serve` has no TLS listener today, but a listener may come.)
-            self.splice_state = _SPLICE_NO
+            self._no_splice()
             return
         remaining = self.splice_length - self.body_seen
         prefix = b"%x\r\n" % remaining if self.framing == _CHUNKED and not self.raw else b""
@@ -483,14 +489,19 @@ class Exchange:
         except OSError as exc:  # out of descriptors, say: Python carries on
             log.warning("could not start a kernel relay: %s", exc)
             conn.transport.resume_reading()
-            self.splice_state = _SPLICE_NO
+            self._no_splice()
             return
         self.splice_state = _SPLICE_ACTIVE
         self.kernel = relay
         if not relay.start():
             self.kernel = None
-            self.splice_state = _SPLICE_NO
+            self._no_splice()
             conn.transport.resume_reading()
+
+    def _no_splice(self) -> None:
+        self.splice_state = _SPLICE_NO
+        if self.client_limits is not None:
+            self._restore_client_limits()
 
     def _restore_client_limits(self) -> None:
         limits, self.client_limits = self.client_limits, None
@@ -656,9 +667,18 @@ class Exchange:
             self.client_paused_us = False
             self.last_activity = self.proxy.clock
             if self.client_limits is not None and self.splice_state == _SPLICE_UNDECIDED:
-                self._try_splice()  # the buffer is empty now (see _try_splice)
-                if self.splice_state == _SPLICE_ACTIVE or self.finished:
-                    return
+                # The buffer is empty now (see _try_splice). Not from inside the
+                # transport's callback: a relay failing at once would abort the
+                # transport in the middle of its own write handling.
+                self.proxy.loop.call_soon(self._splice_after_drain)
+                return
+            self.conn.transport.resume_reading()
+
+    def _splice_after_drain(self) -> None:
+        if self.finished or self.conn is None or self.client_paused_us:
+            return
+        self._try_splice()
+        if self.splice_state != _SPLICE_ACTIVE and not self.finished and self.conn is not None:
             self.conn.transport.resume_reading()
 
     def upstream_pause_writing(self) -> None:

@@ -151,7 +151,7 @@ class _Reject(Exception):
 class ClientProtocol(asyncio.Protocol):
     __slots__ = ("proxy", "transport", "parser", "queue", "current", "url_parts", "headers", "head_size",
                  "paused", "http11", "tunnel_exchange", "early", "peer", "idle_since", "closed", "handoff", "eof",
-                 "body_size")
+                 "body_size", "writing_paused")
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
@@ -172,6 +172,7 @@ class ClientProtocol(asyncio.Protocol):
         self.idle_since: float | None = proxy.clock  # None while a request is in progress
         self.closed = False
         self.body_size = 0  # bytes of the current request's body so far
+        self.writing_paused = False  # our transport's buffer is over its high-water mark
 
     # ----- asyncio.Protocol -------------------------------------------------
 
@@ -224,12 +225,14 @@ class ClientProtocol(asyncio.Protocol):
             tunnel.client_lost()
 
     def pause_writing(self) -> None:
+        self.writing_paused = True
         if self.tunnel_exchange is not None:
             self.tunnel_exchange.client_pause_writing()
         elif self.queue:
             self.queue[0].client_pause_writing()
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         if self.tunnel_exchange is not None:
             self.tunnel_exchange.client_resume_writing()
         elif self.queue:

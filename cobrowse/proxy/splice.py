@@ -26,7 +26,8 @@ import asyncio
 import errno
 import fcntl
 import os
-import socket
+import struct
+import termios
 from typing import Callable
 
 AVAILABLE = hasattr(os, "splice")
@@ -132,7 +133,7 @@ class KernelRelay:
         if not self.done:
             self.done = True
             self._unwatch()
-            self._close_fds()
+        self._close_fds()  # (idempotent: also after a _finish that did not get that far)
 
     # ----- readiness callbacks ---------------------------------------------
 
@@ -208,20 +209,20 @@ class KernelRelay:
         if self.done:
             return
         self.done = True
-        self._unwatch()
-        if error is None:
-            # Bytes past the body's end would be read as the next answer on
-            # this connection: the exchange then does not pool it.
-            probe = socket.socket(fileno=self._source)
-            try:
-                self.extra = bool(probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-            except BlockingIOError:
-                pass
-            except OSError:
-                self.extra = True
-            finally:
-                probe.detach()
-        self._close_fds()
+        try:
+            self._unwatch()
+            if error is None:
+                # Bytes past the body's end would be read as the next answer on
+                # this connection: the exchange then does not pool it. (FIONREAD:
+                # what the socket holds, without a socket object, which could
+                # wait on a process-wide default timeout.)
+                try:
+                    waiting = fcntl.ioctl(self._source, termios.FIONREAD, b"\0\0\0\0")
+                    self.extra = struct.unpack("i", waiting)[0] > 0
+                except OSError:
+                    self.extra = True
+        finally:
+            self._close_fds()
         self._on_done(error, side)
 
     def _watch_source(self, on: bool) -> None:
