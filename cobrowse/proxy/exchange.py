@@ -500,8 +500,7 @@ class Exchange:
 
     def _no_splice(self) -> None:
         self.splice_state = _SPLICE_NO
-        if self.client_limits is not None:
-            self._restore_client_limits()
+        self._restore_client_limits()
 
     def _restore_client_limits(self) -> None:
         limits, self.client_limits = self.client_limits, None
@@ -534,13 +533,7 @@ class Exchange:
             self._flush()
             self._complete()
         elif side == "visitor":
-            log.info("the visitor left before the answer to %s %s was complete (mid-response): %s",
-                     self.method.decode("latin-1"), self.target.key, error)
-            if self.record is not None:
-                self._log_access(self.status)
-            self.finished = True
-            self._deactivate()
-            self._drop_conn()
+            self.client_lost()
             self.client.abort()
         else:
             self._fail_during_response(error)

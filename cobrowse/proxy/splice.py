@@ -110,22 +110,11 @@ class KernelRelay:
         active += 1
         self._counted = True
         try:
-            moved = os.splice(self._source, self._pipe_in, min(self.remaining, self._capacity), flags=_FLAGS)
-        except BlockingIOError:
-            moved = -1
-        except OSError as exc:
-            if exc.errno in _UNSUPPORTED:
-                self._close_fds()
-                self.done = True
-                return False
-            self._finish(f"reading the upstream: {exc.strerror}", "upstream")
-            return True
-        if moved == 0:
-            self._finish("the upstream closed the connection mid-body", "upstream")
-            return True
-        if moved > 0:
-            self._took(moved)
-        self._pump()
+            self._fill(first=True)
+        except OSError:  # only what _UNSUPPORTED lists: nothing has moved
+            self._close_fds()
+            self.done = True
+            return False
         return True
 
     def stop(self) -> None:
@@ -138,38 +127,41 @@ class KernelRelay:
     # ----- readiness callbacks ---------------------------------------------
 
     def _source_ready(self) -> None:
-        room = self._capacity - self._in_pipe
-        if self.done or room <= 0 or self.remaining <= 0:
-            self._watch_source(False)
-            return
-        try:
-            moved = os.splice(self._source, self._pipe_in, min(self.remaining, room), flags=_FLAGS)
-        except BlockingIOError:
-            if self._in_pipe:
-                # The socket is readable, so the pipe is what is full (of
-                # small pieces): wait for the visitor to take some, or this
-                # callback would fire again at once, for as long as they wait.
-                self._pipe_full = True
-                self._watch_source(False)
-            return
-        except OSError as exc:
-            self._finish(f"reading the upstream: {exc.strerror}", "upstream")
-            return
-        if moved == 0:
-            self._finish("the upstream closed the connection mid-body", "upstream")
-            return
-        self._took(moved)
-        self._pump()
+        if not self.done:
+            self._fill()
 
     def _sink_ready(self) -> None:
         self._pump()
 
     # ----- the work --------------------------------------------------------
 
-    def _took(self, moved: int) -> None:
-        self.remaining -= moved
-        self._in_pipe += moved
-        self._on_progress()
+    def _fill(self, first: bool = False) -> None:
+        """Take what the source has, as far as the pipe has room; then write
+        out what is ready. On the first call, a source that cannot be spliced
+        raises (nothing moved)."""
+        room = self._capacity - self._in_pipe
+        if room > 0 and self.remaining > 0:
+            try:
+                moved = os.splice(self._source, self._pipe_in, min(self.remaining, room), flags=_FLAGS)
+            except BlockingIOError:
+                if self._in_pipe:
+                    # The socket is readable, so the pipe is what is full (of
+                    # small pieces): wait for the visitor to take some, or this
+                    # callback would fire again at once, for as long as they wait.
+                    self._pipe_full = True
+            except OSError as exc:
+                if first and exc.errno in _UNSUPPORTED:
+                    raise
+                self._finish(f"reading the upstream: {exc.strerror}", "upstream")
+                return
+            else:
+                if moved == 0:
+                    self._finish("the upstream closed the connection mid-body", "upstream")
+                    return
+                self.remaining -= moved
+                self._in_pipe += moved
+                self._on_progress()
+        self._pump()
 
     def _pump(self) -> None:
         """Write what is ready (the prefix, then the pipe); watch what we wait on."""
