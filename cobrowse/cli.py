@@ -260,9 +260,12 @@ def run_async(main: Callable[[], Awaitable[Any]]) -> Any:
 
         def on_sigterm() -> None:
             nonlocal terminated
+            # Logged now: the graceful stop that follows may take a while.
+            logging.getLogger("cobrowse").info("stopping (SIGTERM)" if not terminated
+                                               else "stopping now (SIGTERM again)")
             terminated = True
             if task is not None:
-                task.cancel()
+                task.cancel()  # a second time cuts the wait for requests in progress
 
         try:
             loop.add_signal_handler(signal.SIGTERM, on_sigterm)
@@ -274,7 +277,6 @@ def run_async(main: Callable[[], Awaitable[Any]]) -> Any:
         except asyncio.CancelledError:
             if not terminated:
                 raise
-            logging.getLogger("cobrowse").info("stopping (SIGTERM)")
             return None
         finally:
             if handler_installed:
@@ -335,6 +337,7 @@ def describe_config(config: Config) -> str:
         f"log level:    {s.log_level}",
         f"forwarded:    {'trusted' if s.trust_forwarded else 'not trusted'} (X-Forwarded-*)",
         f"access log:   {'standard error' if s.access_log == '-' else s.access_log or 'none'}",
+        f"shutdown:     {f'up to {s.shutdown_timeout:g}s for requests in progress' if s.shutdown_timeout else 'cut at once'}",
         (
             f"proxy:        connect {p.connect_timeout:g}s, read {p.read_timeout:g}s, pool {p.pool_size}, "
             f"max header {p.max_header_size} B, "

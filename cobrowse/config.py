@@ -80,6 +80,8 @@ class ServerOptions:
     log_level: str = "info"  # debug|info|warning|error
     trust_forwarded: bool = False  # trust X-Forwarded-For/Proto/Host from a TLS terminator
     access_log: str = ""  # the proxy's access log: "" none, "-" standard error, else a file path
+    # On SIGTERM, requests in progress get this long to finish before they are cut.
+    shutdown_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,6 +543,13 @@ def _v_secret(value: object, name: str, from_text: bool) -> str:
     return value  # as written: leading or trailing spaces may be part of a password
 
 
+def _v_grace_seconds(value: object, name: str, from_text: bool) -> float:
+    number = _to_number(value, from_text, integer=False)
+    if number is None or not math.isfinite(number) or number < 0:
+        raise _Invalid(f"{name} must be a number of seconds >= 0 (0 = do not wait), got {_show(value)}")
+    return float(number)
+
+
 def _v_seconds_or_zero(value: object, name: str, from_text: bool) -> float:
     number = _to_number(value, from_text, integer=False)
     if number is None or not math.isfinite(number) or number < 0:
@@ -679,6 +688,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Validator]]] = {
             "log_level": _v_log_level,
             "trust_forwarded": _v_bool,
             "access_log": _v_access_log,
+            "shutdown_timeout": _v_grace_seconds,
         },
     ),
     "proxy": (

@@ -70,11 +70,12 @@ class Service:
     async def start(self) -> None:
         config = self.config
         access_log = log if config.server.log_level == "debug" else None
+        grace = config.server.shutdown_timeout
         try:
             if self.demo_shop_listen:
                 from .demo import create_shop_app
 
-                runner = web.AppRunner(create_shop_app(), access_log=access_log)
+                runner = web.AppRunner(create_shop_app(), access_log=access_log, shutdown_timeout=grace)
                 self._runners.append(runner)
                 await runner.setup()
                 host, port = parse_listen(self.demo_shop_listen)
@@ -107,7 +108,7 @@ class Service:
             self._socket_dir = tempfile.mkdtemp(prefix="cobrowse-")
             internal_socket = os.path.join(self._socket_dir, "app.sock")
             app_runner = web.AppRunner(build_app(config, self.hub, self.chat), access_log=access_log,
-                                       handler_cancellation=True)
+                                       handler_cancellation=True, shutdown_timeout=grace)
             self._runners.append(app_runner)
             await app_runner.setup()
             await web.UnixSite(app_runner, internal_socket).start()
@@ -115,7 +116,7 @@ class Service:
             console_origins = {console_origin(config)}
             runner = web.AppRunner(build_console_app(config, self.hub, self.db, secret, console_origins,
                                                      chat=self.chat),
-                                   access_log=access_log, handler_cancellation=True)
+                                   access_log=access_log, handler_cancellation=True, shutdown_timeout=grace)
             self._runners.append(runner)
             await runner.setup()
             host, port = parse_listen(config.console.listen)
@@ -151,21 +152,31 @@ class Service:
                 await cobrowse_sessions.end_session(self.db, record.id, "idle_timeout")
 
     async def stop(self) -> None:
+        """Stop gracefully: no new connections, the requests in progress get
+        ``server.shutdown_timeout`` to finish, then everything closes."""
         if self._abandoned is not None:
             self._abandoned.cancel()
             self._abandoned = None
-        if self.hub is not None:
-            # First: open agent and visitor sockets would otherwise hold up
-            # each listener's shutdown (aiohttp waits for its handlers).
-            await self.hub.stop()
         if self._server is not None:
-            self._server.close()
+            self._server.close()  # first: a load balancer's next request goes to another node
             self._server = None
+        if self.hub is not None:
+            # Open agent and visitor sockets would otherwise hold up each
+            # listener's shutdown; the browsers resume their sessions on
+            # whichever node answers next.
+            await self.hub.stop()
+        interrupted = False
         if self._proxy is not None:
+            try:
+                # Our app (the internal socket) and the demo shop stay up meanwhile:
+                # requests in progress may be waiting on them.
+                await self._proxy.drain(self.config.server.shutdown_timeout)
+            except asyncio.CancelledError:
+                interrupted = True  # stopped again while waiting: what was left is cut; clean up the rest
             self._proxy.close()
             self._proxy = None
         for runner in reversed(self._runners):
-            await runner.cleanup()
+            await runner.cleanup()  # each waits for its handlers for up to shutdown_timeout
         self._runners.clear()
         if self._store is not None:
             await self._store.stop()
@@ -176,6 +187,8 @@ class Service:
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
+        if interrupted:
+            raise asyncio.CancelledError
 
 
 async def run(config: Config, *, demo_shop_listen: str | None = None) -> None:

@@ -236,8 +236,13 @@ async def start_raw():
 
 
 def make_config(upstream: str | None = None, *, data_dir: str, sites=None, trust_forwarded: bool = False,
-                access_log: str = "", **proxy_options) -> Config:
-    """A config listening on free loopback ports only, keeping its data in ``data_dir``."""
+                access_log: str = "", shutdown_timeout: float = 0.0, **proxy_options) -> Config:
+    """A config listening on free loopback ports only, keeping its data in ``data_dir``.
+
+    Stopping cuts whatever is in progress at once (``shutdown_timeout`` 0), so a
+    test that leaves a request hanging does not wait at its end; the tests of
+    the graceful drain set it.
+    """
     if sites is None:
         sites = (Site(host="*", upstream=upstream),)
     extra = {}
@@ -246,7 +251,7 @@ def make_config(upstream: str | None = None, *, data_dir: str, sites=None, trust
 
         extra["console"] = ConsoleOptions(listen="127.0.0.1:0")
     return Config(server=ServerOptions(listen="127.0.0.1:0", trust_forwarded=trust_forwarded, data_dir=data_dir,
-                                       access_log=access_log),
+                                       access_log=access_log, shutdown_timeout=shutdown_timeout),
                   proxy=ProxyOptions(**proxy_options), sites=tuple(sites), **extra)
 
 

@@ -487,6 +487,8 @@ def test_site_as_plain_table(tmp_path):
         ('[server]\ntrust_forwarded = "yes"\n', 2, 'server.trust_forwarded must be true or false, got "yes"'),
         ('[server]\ndata_dir = ""\n', 2, "server.data_dir must be a non-empty string"),
         ('[server]\ndatabase_url = "cobrowse.db"\n', 2, "server.database_url must be a database URL"),
+        ('[server]\nshutdown_timeout = -1\n', 2, "server.shutdown_timeout must be a number of seconds >= 0 (0 = do not wait), got -1"),
+        ('[server]\nshutdown_timeout = "soon"\n', 2, 'server.shutdown_timeout must be a number of seconds >= 0'),
         ("[proxy]\nconnect_timeout = 0\n", 2, "proxy.connect_timeout must be a positive number, got 0"),
         ("[proxy]\nread_timeout = -1.5\n", 2, "proxy.read_timeout must be a positive number, got -1.5"),
         ("[proxy]\nread_timeout = true\n", 2, "proxy.read_timeout must be a positive number, got true"),
@@ -770,3 +772,11 @@ def test_an_access_log_that_cannot_be_written_names_its_line(tmp_path, where, fr
         access_log = "{tmp_path / where}"
         """)
     assert_error_at(path, 3, "server.access_log", fragment)
+
+
+def test_shutdown_timeout_default_file_and_environment(tmp_path):
+    assert load_config(env={}, allow_no_sites=True).server.shutdown_timeout == 10.0
+    path = write(tmp_path, "[server]\nshutdown_timeout = 0\n" + SITE)
+    assert load_config(path, env={}).server.shutdown_timeout == 0.0  # 0: cut at once
+    config = load_config(path, env={"COBROWSE_SERVER_SHUTDOWN_TIMEOUT": "45.5"})
+    assert config.server.shutdown_timeout == 45.5

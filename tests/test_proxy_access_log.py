@@ -154,7 +154,8 @@ async def test_requests_cut_off_by_the_shutdown_are_logged(start_proxy, start_ra
         await reader.readuntil(b"\r\n\r\n")
         await asyncio.sleep(TIMEOUT)
 
-    service = await start_proxy(f"http://127.0.0.1:{await start_raw(silent)}", access_log=path)
+    # Cut after a short grace: the upstream is silent for longer.
+    service = await start_proxy(f"http://127.0.0.1:{await start_raw(silent)}", access_log=path, shutdown_timeout=0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
     writer.write(b"GET /waiting HTTP/1.1\r\nHost: shop.test\r\n\r\n")
     await writer.drain()

@@ -299,7 +299,8 @@ class Exchange:
             for name, value in self.up_headers:
                 if name.lower() == b"upgrade":
                     headers.append((name, value))
-        elif not self.client_keep_alive or (self.upgrade and status != 101):
+        elif not self.client_keep_alive or (self.upgrade and status != 101) or (
+                self.proxy.draining and self._last_answer()):
             self.client_keep_alive = False
             headers.append((b"Connection", b"close"))
         elif not self.client.http11:
@@ -610,9 +611,16 @@ class Exchange:
                 and b"\ntransfer-encoding:" not in low:
             self.framing = _CHUNKED
             extra = b"Transfer-Encoding: chunked\r\n"
-        if not self.client_keep_alive:
+        if not self.client_keep_alive or (self.proxy.draining and self._last_answer()):
+            self.client_keep_alive = False
             extra += b"Connection: close\r\n"
         return extra
+
+    def _last_answer(self) -> bool:
+        """While the proxy stops: whether this is the last answer queued on its
+        connection. It says Connection: close, and the connection closes after
+        it (requests pipelined later are for the client to send again)."""
+        return len(self.client.queue) <= 1
 
     def _raw_mapped_head(self, head: bytes, interim: bool) -> bytes:
         # The rare head that names the upstream (Location, Set-Cookie...) or

@@ -79,6 +79,8 @@ class Proxy:
         self.clock = self.loop.time()
         self.active: set = set()  # exchanges waiting on an upstream
         self.connections: set[ClientProtocol] = set()
+        self.draining = False  # shutting down: answer what has arrived, take nothing new
+        self._drained: asyncio.Future | None = None  # done when the last connection has closed
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         self.internal = Target(key="internal", host="", port=0, tls=False, unix_path=internal_socket, internal=True)
         self._targets: dict[Site, Target] = {}
@@ -132,6 +134,51 @@ class Proxy:
             self.access_log.flush()
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
+    async def drain(self, timeout: float) -> int:
+        """Let the requests in progress finish, for at most ``timeout`` seconds,
+        then cut what is left; returns how many connections were cut.
+
+        The listening socket is closed first (by the caller), so nothing new
+        arrives but what visitors send on connections they have open: idle
+        ones close now, busy ones once their answers are out (each answer
+        that has not begun says ``Connection: close``), and tunnelled
+        websockets now (browsers reconnect; they would otherwise hold every
+        restart for the whole timeout). A rolling restart behind a load
+        balancer then loses no response.
+        """
+        self.draining = True
+        for connection in list(self.connections):
+            connection.drain()
+        if self.connections and timeout > 0:
+            busy = sum(1 for connection in self.connections if not connection.transport.is_closing())
+            if busy:
+                log.info("stopping: waiting up to %g s for %d connection(s) to finish their answers", timeout, busy)
+            self._drained = self.loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._drained), timeout)
+            except (TimeoutError, asyncio.TimeoutError):
+                pass
+            except asyncio.CancelledError:
+                # Asked to stop again (a second SIGTERM or Ctrl-C): cut now.
+                self._cut()
+                raise
+            finally:
+                self._drained = None
+        return self._cut()
+
+    def _cut(self) -> int:
+        left = list(self.connections)
+        if left:
+            log.warning("stopping: cut %d connection(s) with answers still in progress", len(left))
+        for connection in left:
+            connection.abort()
+        return len(left)
+
+    def forget(self, connection: "ClientProtocol") -> None:
+        self.connections.discard(connection)
+        if self._drained is not None and not self.connections and not self._drained.done():
+            self._drained.set_result(None)
+
     def close(self) -> None:
         self._sweeper.cancel()
         self.pool.close()
@@ -181,6 +228,8 @@ class ClientProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else "unix"
         self.proxy.connections.add(self)
+        if self.proxy.draining:
+            self.drain()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel_exchange is not None:
@@ -215,7 +264,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        self.proxy.connections.discard(self)
+        self.proxy.forget(self)
         self.parser = None  # it holds us (its callbacks): no cycle left for the collector
         for exchange in self.queue:
             exchange.client_lost()
@@ -509,7 +558,7 @@ class ClientProtocol(asyncio.Protocol):
             self.queue.popleft()
         if self.closed:
             return
-        if not keep_alive or (self.eof and not self.queue):
+        if not keep_alive or (self.eof and not self.queue) or (self.proxy.draining and not self.queue):
             self.transport.close()  # after what was written has gone out
             return
         if self.queue:
@@ -524,11 +573,26 @@ class ClientProtocol(asyncio.Protocol):
             self.queue.popleft()
         self.paused.clear()
         self.transport.resume_reading()
+        if self.proxy.draining:  # upgraded as the proxy stops: closed like the tunnels before it
+            self.transport.close()
+
+    def drain(self) -> None:
+        """The proxy is stopping: finish the answers to requests that have
+        arrived, then close; close now if there are none."""
+        if self.closed:
+            return
+        if self.tunnel_exchange is not None or (self.idle_since is not None and not self.queue):
+            # (idle_since also covers a request head still arriving: not accepted
+            # yet, so the client may send it again elsewhere.)
+            self.transport.close()
+            return
+        # Otherwise the last answer to begin says Connection: close (see
+        # Exchange._last_answer), and the connection closes after it.
 
     def _hand_off(self, data: bytes) -> None:
         """This connection now belongs to our aiohttp app, starting with ``data``."""
         self.closed = True  # for us: the new protocol owns the transport from here on
-        self.proxy.connections.discard(self)
+        self.proxy.forget(self)
         self.parser = None
         self.proxy.handoffs += 1
         handler = self.proxy.internal_server()
