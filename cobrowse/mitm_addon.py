@@ -26,6 +26,8 @@ except ImportError:  # running from a checkout inside mitmproxy's own environmen
     from cobrowse.injector import Injector, InjectorSettings, RequestInfo, is_navigation, upstream_accept_encoding
 
 from mitmproxy import ctx, http
+from mitmproxy.net.http.url import hostport
+from mitmproxy.proxy.mode_specs import ReverseMode
 
 _REQUEST_INFO = "cobrowse_request_info"
 _PUBLIC_HOST = "cobrowse_public_host"
@@ -43,6 +45,13 @@ def _inline_tag() -> bytes | None:
 class CobrowseInjector:
     def __init__(self) -> None:
         self.injector = Injector(InjectorSettings(inline_tag=_inline_tag()))
+        # Reverse mode rewrites Host to the upstream's before any hook sees the
+        # request, but our CSP sources must name the host the visitor asked for.
+        # So the addon turns keep_host_header on and itself puts the upstream's
+        # Host (and TLS name) back, as mitmproxy would have, unless the user
+        # asked to keep the visitor's Host.
+        self.restore_upstream_host = False
+        self._forcing_keep_host = False
 
     def load(self, loader) -> None:
         loader.add_option("cobrowse_prefix", str, "/__cobrowse/",
@@ -61,9 +70,23 @@ class CobrowseInjector:
             self.injector = Injector(InjectorSettings(prefix=prefix, recompress=ctx.options.cobrowse_recompress,
                                                       inline_tag=_inline_tag()))
 
+        if "keep_host_header" in updated and not self._forcing_keep_host:
+            self.restore_upstream_host = not ctx.options.keep_host_header
+            if self.restore_upstream_host:
+                self._forcing_keep_host = True
+                try:
+                    ctx.options.update(keep_host_header=True)
+                finally:
+                    self._forcing_keep_host = False
+
+    def server_connect(self, data) -> None:
+        # What reverse mode does when it rewrites Host: the upstream's own name in SNI.
+        if self.restore_upstream_host and data.server.sni is None and data.server.address \
+                and isinstance(data.client.proxy_mode, ReverseMode):
+            data.server.sni = data.server.address[0]
+
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        # Reverse mode rewrites Host to the upstream's; the visitor's own host is
-        # what our script's CSP sources must name.
+        # The host the visitor asked for: what our script's CSP sources must name.
         flow.metadata[_PUBLIC_HOST] = flow.request.host_header or flow.request.pretty_host
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -76,7 +99,9 @@ class CobrowseInjector:
             request.scheme = target.scheme or "http"
             request.host = target.hostname or "127.0.0.1"
             request.port = target.port or (443 if request.scheme == "https" else 80)
-            return
+            return  # with the visitor's Host, as `cobrowse serve` passes it to our app
+        if self.restore_upstream_host and isinstance(flow.client_conn.proxy_mode, ReverseMode):
+            request.host_header = hostport(request.scheme, request.host, request.port)
         info = RequestInfo.from_headers(request.method, request.headers.get)
         if is_navigation(info):
             flow.metadata[_REQUEST_INFO] = info
@@ -93,7 +118,10 @@ class CobrowseInjector:
         plan = self.injector.plan_page(info, response.status_code, headers, origin)
         if plan is None:
             return
-        new_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in plan.headers]
+        # The upstream's own framing goes: the rewritten body is framed anew below
+        # (a second "chunked" would be a second layer of chunking, RFC 9112 6.1).
+        new_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in plan.headers
+                       if k.lower() != "transfer-encoding"]
         if response.http_version == "HTTP/1.1":
             # Without a length, mitmproxy would end the body by closing the connection.
             new_headers.append((b"Transfer-Encoding", b"chunked"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import shutil
@@ -59,12 +60,33 @@ async def asset(request: web.Request) -> web.Response:
     return web.Response(body=b"body{color:red}" * 100, content_type="text/css")
 
 
+HOSTS_SEEN: list[str] = []  # the Host header of each request the upstream got
+
+
+async def self_only(request: web.Request) -> web.Response:
+    HOSTS_SEEN.append(request.headers.get("Host", ""))
+    return web.Response(body=PAGE, content_type="text/html", headers={"Content-Security-Policy": "script-src 'self'"})
+
+
+async def chunked(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/html"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    await response.write(PAGE[:100])
+    await response.write(PAGE[100:])
+    await response.write_eof()
+    return response
+
+
 @pytest.fixture
 async def upstream():
+    HOSTS_SEEN.clear()
     app = web.Application()
     app.router.add_get("/", page)
     app.router.add_get("/gzip", gzipped)
     app.router.add_get("/style.css", asset)
+    app.router.add_get("/self-only", self_only)
+    app.router.add_get("/chunked", chunked)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -74,11 +96,12 @@ async def upstream():
 
 
 @pytest.fixture
-def mitmdump(upstream):
+def mitmdump(upstream, request):
     assert MITMDUMP, "mitmdump is missing: run `make install-test`"
     port = free_port()
+    extra = getattr(request, "param", [])  # more mitmdump arguments, through indirect parametrisation
     proc = subprocess.Popen([MITMDUMP, "--mode", f"reverse:{upstream}", "-s", str(ADDON),
-                             "--listen-host", "127.0.0.1", "--listen-port", str(port), "-q"],
+                             "--listen-host", "127.0.0.1", "--listen-port", str(port), "-q", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -132,3 +155,80 @@ async def test_fetch_requests_and_assets_pass_through_untouched(mitmdump):
     assert body == PAGE
     _, headers, body = await fetch(mitmdump + "/style.css", {"Accept": "text/css"})
     assert body == b"body{color:red}" * 100
+
+
+async def test_csp_sources_name_the_host_the_visitor_asked_for(mitmdump, upstream):
+    """Reverse mode sends the upstream its own Host, but the page's path source
+    for our script must name the public host, or the browser blocks it."""
+    port = mitmdump.rsplit(":", 1)[1]
+    status, headers, body = await fetch(mitmdump + "/self-only", {**NAVIGATION, "Host": f"shop.test:{port}"})
+    assert status == 200 and b"/__cobrowse/loader.js" in body
+    script_src = headers["Content-Security-Policy"].split("script-src", 1)[1].split(";", 1)[0]
+    assert f"http://shop.test:{port}/__cobrowse/" in script_src
+    assert "127.0.0.1" not in headers["Content-Security-Policy"]
+    assert HOSTS_SEEN == [upstream.split("//", 1)[1]]  # mitmproxy's own behaviour: the upstream's Host
+
+
+@pytest.mark.parametrize("mitmdump", [["--set", "keep_host_header=true"]], indirect=True)
+async def test_keep_host_header_still_sends_the_visitors_host(mitmdump, upstream):
+    port = mitmdump.rsplit(":", 1)[1]
+    await fetch(mitmdump + "/self-only", {**NAVIGATION, "Host": f"shop.test:{port}"})
+    assert HOSTS_SEEN == [f"shop.test:{port}"]
+
+
+async def test_a_chunked_page_is_chunked_once(mitmdump):
+    host, port = mitmdump.split("//", 1)[1].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))  # (the upstream runs on this loop)
+    writer.write(b"GET /chunked HTTP/1.1\r\nHost: shop.test\r\nAccept: text/html\r\n"
+                 b"Sec-Fetch-Dest: document\r\nConnection: close\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 20)
+    writer.close()
+    head = data.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.count(b"\r\ntransfer-encoding:") == 1, head
+    assert b"__cobrowse/loader.js" in data
+
+
+async def test_an_https_upstream_is_asked_for_by_its_own_name():
+    """Reverse mode names the upstream in SNI; the addon, which keeps the
+    visitor's Host to read it, must not send the visitor's TLS name instead."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    names: list[str] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    context.sni_callback = lambda _socket, name, _context: names.append(name)
+    app = web.Application()
+    app.router.add_get("/self-only", self_only)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    up_port, port = free_port(), free_port()
+    await web.TCPSite(runner, "127.0.0.1", up_port, ssl_context=context).start()
+    proc = subprocess.Popen([MITMDUMP, "--mode", f"reverse:https://localhost:{up_port}", "-s", str(ADDON),
+                             "--listen-host", "127.0.0.1", "--listen-port", str(port), "-q", "--ssl-insecure"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        client = ssl.create_default_context()
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE  # mitmproxy's own certificate for the visitor
+        for _ in range(300):
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client,
+                                                               server_hostname="shop.test")
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        writer.write(b"GET /self-only HTTP/1.1\r\nHost: shop.test\r\nAccept: text/html\r\n"
+                     b"Sec-Fetch-Dest: document\r\nConnection: close\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), 20)
+        writer.close()
+        assert data.startswith(b"HTTP/1.1 200")
+        assert b"https://shop.test/__cobrowse/" in data.split(b"\r\n\r\n", 1)[0]  # the visitor's host in CSP
+        assert names and set(names) == {"localhost"}  # not "shop.test"
+        assert HOSTS_SEEN[-1] == f"localhost:{up_port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        await runner.cleanup()
