@@ -268,6 +268,7 @@ async def test_the_console_is_not_served_on_a_sites_origin(start_app, start_prox
 
 
 @pytest.mark.parametrize("host_lines", [
+    [],  # HTTP/1.1 requires one (RFC 9112 3.2)
     [b"Host: shop.test", b"Host: other.test"],
     [b"Host: a 'unsafe-inline' b"],
     [b"Host: shop.test;script-src"],
@@ -282,7 +283,8 @@ async def test_repeated_or_malformed_host_is_refused(start_app, start_proxy, hos
     port = await start_app(echo_app())
     service = await start_proxy(f"http://127.0.0.1:{port}")
     client = await RawClient.connect(service.port)
-    await client.send(b"GET / HTTP/1.1\r\n" + b"\r\n".join(host_lines) + b"\r\nAccept: text/html\r\n\r\n")
+    await client.send(b"GET / HTTP/1.1\r\n" + b"".join(line + b"\r\n" for line in host_lines)
+                      + b"Accept: text/html\r\n\r\n")
     response = await client.read_response()
     assert response.status == 400
     assert await client.at_eof()

@@ -11,10 +11,14 @@ pass through without ever being decoded.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 ByteHeaders = list[tuple[bytes, bytes]]
+
+# Refresh: a delay, then ";" or "," or whitespace, then an optional "url=", then the URL.
+_REFRESH = re.compile(r"(\s*[0-9.]+\s*)([;,]?\s*)((?i:url)\s*=\s*)?(.*)", re.S)
 
 # RFC 9110 section 7.6.1, plus the legacy ones proxies still see.
 HOP_BY_HOP = frozenset({
@@ -76,17 +80,35 @@ class ResponseHeaderMapper:
     def map_url(self, url: str) -> str:
         """An absolute URL on the upstream becomes the same URL on the public origin."""
         up = self.upstream
-        if not url.startswith(up.origin):
-            if url.startswith("//" + up.netloc):
-                url = up.scheme + ":" + url
-            elif url.startswith("/") and not url.startswith("//") and up.base_path:
-                return self._strip_base(url)
-            else:
-                return url
-        rest = url[len(up.origin):]
-        if rest and rest[0] not in "/?#":
-            return url  # a longer host name that merely starts the same
+        if url.startswith("/") and not url.startswith("//"):
+            return self._strip_base(url) if up.base_path else url
+        start = url.find("//")
+        if start < 0 or (start > 0 and url[:start].lower() not in ("http:", "https:")):
+            return url  # relative, or another scheme (mailto:, a custom app scheme)
+        try:
+            parts = urlsplit(url if start else up.scheme + ":" + url)
+            port = parts.port
+        except ValueError:
+            return url  # not a URL we can read: leave it as the upstream wrote it
+        if not self._on_upstream(parts.scheme.lower(), parts.hostname or "", port):
+            return url
+        rest = url[start + 2 + len(parts.netloc):]
         return self.public_origin + self._strip_base(rest or "/")
+
+    def _on_upstream(self, scheme: str, host: str, port: int | None) -> bool:
+        """Whether a URL's origin is the upstream's: names compared as the browser
+        would (case, default ports), and the same site's other scheme on a
+        default port counts too (an app behind its own TLS terminator that
+        thinks it is plain http, or one that sends everyone to https)."""
+        up = self.upstream
+        if host != up.host.lower():
+            return False
+        default = {"http": 80, "https": 443}
+        if port is None:
+            if scheme == up.scheme:
+                return up.port == default[scheme]
+            return up.port == default[up.scheme]
+        return port == up.port
 
     def _strip_base(self, path: str) -> str:
         base = self.upstream.base_path
@@ -95,17 +117,21 @@ class ResponseHeaderMapper:
         return path
 
     def map_refresh(self, value: str) -> str:
-        delay, sep, target = value.partition(";")
-        if not sep:
+        """The URL in a Refresh header, read as browsers do (HTML's "shared
+        declarative refresh steps": "5; url=U", "5, U", "5;U", quotes), mapped;
+        the rest of the value is kept as written."""
+        match = _REFRESH.fullmatch(value)
+        if match is None:
             return value
-        key, eq, url = target.strip().partition("=")
-        if not eq or key.strip().lower() != "url":
-            return value
+        delay, separator, key, target = match.groups()
+        if not target or not (separator or delay[-1:].isspace()):
+            return value  # no URL (a plain reload), or not one browsers would follow
+        quote = target[0] if target[0] in ("'", '"') else ""
+        url = target[1:] if quote else target
+        if quote and quote in url:
+            url = url[:url.index(quote)]  # browsers stop at the closing quote
         url = url.strip()
-        quote = url[:1] if url[:1] in ("'", '"') else ""
-        if quote:
-            url = url.strip(quote)
-        return f"{delay}; url={quote}{self.map_url(url)}{quote}"
+        return f"{delay}{separator}{key or ''}{quote}{self.map_url(url)}{quote}"
 
     def map_set_cookie(self, value: str) -> str:
         """Domain, Path and Secure of an upstream cookie, as the visitor's browser needs them."""
@@ -117,8 +143,12 @@ class ResponseHeaderMapper:
             if lkey == "domain":
                 domain = val.strip().lstrip(".").lower()
                 up = self.upstream.host.lower()
-                if domain and (up == domain or up.endswith("." + domain)) and domain != self.public_host.lower():
+                public = self.public_host.lower()
+                if domain and (up == domain or up.endswith("." + domain)) \
+                        and not (public == domain or public.endswith("." + domain)):
                     continue  # host-only on the public host: the upstream's domain means nothing there
+                # (A domain that covers the public host too, ".example.com" for
+                # single sign-on across subdomains, is kept.)
             elif lkey == "path" and self.upstream.base_path:
                 attr = " Path=" + self._strip_base(val.strip())
             elif lkey == "secure" and not self.public_is_https:

@@ -426,6 +426,10 @@ class ClientProtocol(asyncio.Protocol):
             elif lname == b"x-forwarded-host":
                 forwarded_host = value
 
+        if hosts == 0 and self.http11 and url[:1] == b"/":
+            # RFC 9112 3.2: an HTTP/1.1 request without Host is refused. (Our
+            # CSP sources and mapped URLs would name no host at all.)
+            return _FixedResponse(self, error_page(400, "missing Host header", html=False), record=record)
         if url[:1] != b"/":
             if url.startswith((b"http://", b"https://")):  # absolute-form
                 parsed = httptools.parse_url(url)
