@@ -522,7 +522,7 @@ def _demo_chat(config):
     description=(
         "Start the bundled demo shop and the co-browsing proxy in front of it, then print\n"
         "the URLs to open: the shop (as a visitor) and the agent console. The config file\n"
-        "is not read; COBROWSE_SERVER_* and COBROWSE_PROXY_* variables still apply."
+        "is not read; COBROWSE_<SECTION>_<KEY> variables (e.g. COBROWSE_CHAT_ENABLED) still apply."
     ),
     arguments=_demo_arguments,
 )

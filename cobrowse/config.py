@@ -321,7 +321,15 @@ def _rebuild_config_error(message, path, line, origin):
 
 
 class _Invalid(Exception):
-    """Raised by validators; the caller adds where the value came from."""
+    """Raised by validators; the caller adds where the value came from.
+
+    ``at``: where inside the value the fault is (an array index, then keys),
+    so that an error in a file can name the element's own line.
+    """
+
+    def __init__(self, message: str, at: tuple = ()) -> None:
+        super().__init__(message)
+        self.at = at
 
 
 def _show(value: object) -> str:
@@ -574,10 +582,10 @@ def _v_file_types(value: object, name: str, from_text: bool) -> tuple[str, ...]:
     # From the environment: a comma-separated list ("pdf,png,jpg").
     items = value.split(",") if from_text and isinstance(value, str) else _str_list(value, name)
     types = []
-    for item in items:
+    for i, item in enumerate(items):
         ext = item.strip().lower().removeprefix(".") if isinstance(item, str) else None
         if ext is None or not _FILE_TYPE_RE.fullmatch(ext):
-            raise _Invalid(f'{name} entries must be file extensions like "pdf" or "png", got {_show(item)}')
+            raise _Invalid(f'{name} entries must be file extensions like "pdf" or "png", got {_show(item)}', (i,))
         types.append(ext)
     return tuple(dict.fromkeys(types))
 
@@ -647,22 +655,24 @@ def _v_ice_servers(value: object, name: str, from_text: bool) -> tuple[IceServer
     for i, entry in enumerate(value):
         where = f"{name}[{i}]"
         if not isinstance(entry, dict):
-            raise _Invalid(f'{where} must be a table like {{urls = ["stun:host:3478"]}}, got {_show(entry)}')
+            raise _Invalid(f'{where} must be a table like {{urls = ["stun:host:3478"]}}, got {_show(entry)}', (i,))
         for key in entry:
             if key not in _ICE_KEYS:
-                raise _Invalid(f"unknown key '{key}' in {where}{_did_you_mean(key, _ICE_KEYS)}")
+                raise _Invalid(f"unknown key '{key}' in {where}{_did_you_mean(key, _ICE_KEYS)}", (i, key))
         urls = entry.get("urls")
+        listed = isinstance(urls, list)
         if isinstance(urls, str):
             urls = [urls]
         if not isinstance(urls, list) or not urls:
-            raise _Invalid(f"{where}.urls must be a URL or an array of them, got {_show(urls)}")
-        for url in urls:
+            raise _Invalid(f"{where}.urls must be a URL or an array of them, got {_show(urls)}",
+                           (i, "urls") if "urls" in entry else (i,))
+        for j, url in enumerate(urls):
             if not isinstance(url, str) or not _ICE_URL.match(url.strip()):
                 raise _Invalid(f'{where}.urls entries look like "stun:host:3478", "turn:host:3478?transport=udp" '
-                               f'or "turns:host:5349", got {_show(url)}')
+                               f'or "turns:host:5349", got {_show(url)}', (i, "urls", j) if listed else (i, "urls"))
         for key in ("username", "credential"):
             if not isinstance(entry.get(key, ""), str):
-                raise _Invalid(f"{where}.{key} must be a string, got {_show(entry[key])}")
+                raise _Invalid(f"{where}.{key} must be a string, got {_show(entry[key])}", (i, key))
         servers.append(IceServerOption(tuple(u.strip() for u in urls), entry.get("username", ""),
                                        entry.get("credential", "")))
     return tuple(servers)
@@ -1103,7 +1113,7 @@ def _apply_section_from_file(
         try:
             values[key] = validators[key](value, f"{name}.{key}", False)
         except _Invalid as exc:
-            raise src.error(str(exc), (name, key)) from None
+            raise src.error(str(exc), (name, key, *exc.at)) from None
 
 
 def _str_list(value: object, name: str) -> list[str]:
@@ -1451,10 +1461,10 @@ def load_config(
             except _Invalid as exc:
                 raise ConfigError(str(exc), origin=f"environment variable {var}") from None
     known_vars = {_env_name(s, k) for s, (_, v) in _SECTIONS.items() for k in v}
+    section_prefixes = tuple(f"{ENV_PREFIX}{section.upper()}_" for section in _SECTIONS)
     for var in env:
         upper = var.upper()
-        if upper.startswith((f"{ENV_PREFIX}SERVER_", f"{ENV_PREFIX}PROXY_", f"{ENV_PREFIX}CHAT_",
-                             f"{ENV_PREFIX}MAIL_")) and upper not in known_vars:
+        if upper.startswith(section_prefixes) and upper not in known_vars:
             hint = _did_you_mean(upper, sorted(known_vars), "{}")
             raise ConfigError(f"unknown setting{hint}", origin=f"environment variable {var}")
     env_upstream = env.get(f"{ENV_PREFIX}UPSTREAM", "").strip()

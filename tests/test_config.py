@@ -389,6 +389,20 @@ def test_unknown_env_setting_suggests():
     )
 
 
+@pytest.mark.parametrize("var,suggestion", [
+    ("COBROWSE_CONSOLE_PUBLIC_UR", "COBROWSE_CONSOLE_PUBLIC_URL"),
+    ("COBROWSE_SESSIONS_IDLE_TIMOUT", "COBROWSE_SESSIONS_IDLE_TIMEOUT"),
+    ("COBROWSE_SCREENSHARE_ENABLE", "COBROWSE_SCREENSHARE_ENABLED"),
+])
+def test_a_typo_in_any_sections_variable_is_an_error(var, suggestion):
+    with pytest.raises(ConfigError, match=f"environment variable {var}: unknown setting; did you mean {suggestion}"):
+        load_config(env={var: "x"}, allow_no_sites=True)
+
+
+def test_variables_outside_the_sections_are_not_settings():
+    load_config(env={"COBROWSE_SECRET_KEY": "k" * 22, "COBROWSE_CHROMIUM": "/usr/bin/chromium"}, allow_no_sites=True)
+
+
 # --- file errors name the file and the line -----------------------------------
 
 
@@ -780,3 +794,15 @@ def test_shutdown_timeout_default_file_and_environment(tmp_path):
     assert load_config(path, env={}).server.shutdown_timeout == 0.0  # 0: cut at once
     config = load_config(path, env={"COBROWSE_SERVER_SHUTDOWN_TIMEOUT": "45.5"})
     assert config.server.shutdown_timeout == 45.5
+
+
+def test_a_bad_element_of_an_array_setting_is_reported_at_its_own_line(tmp_path):
+    path = write(tmp_path, '[chat]\nfile_types = [\n  "pdf",\n  "png",\n  "bad type",\n]\n' + SITE)
+    assert_error_at(path, 5, 'chat.file_types entries must be file extensions', '"bad type"')
+    path = write(tmp_path, '[[screenshare.ice_servers]]\nurls = ["stun:a.example:3478"]\n\n'
+                           '[[screenshare.ice_servers]]\nurls = [\n  "stun:b.example:3478",\n  "http://nope",\n]\n'
+                 + SITE)
+    assert_error_at(path, 7, "screenshare.ice_servers[1].urls entries", '"http://nope"')
+    path = write(tmp_path, '[screenshare]\nice_servers = [\n  {urls = ["stun:a:1"]},\n'
+                           '  {urls = ["stun:b:1"], username = 5},\n]\n' + SITE)
+    assert_error_at(path, 4, "screenshare.ice_servers[1].username must be a string")

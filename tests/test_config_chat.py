@@ -178,7 +178,7 @@ def test_mail_needs_a_sender(tmp_path):
     ('[chat]\nmax_file_size = 0\n', 2, ["chat.max_file_size must be a positive integer"]),
     ('[chat]\nidle_timeout = -1\n', 2, ["chat.idle_timeout must be a number of seconds >= 0"]),
     ('[chat]\nfile_types = "pdf"\n', 2, ["chat.file_types must be an array of strings"]),
-    ('[chat]\nfile_types = ["pdf",\n  "tar.gz"]\n', 2, ['file extensions like "pdf"', '"tar.gz"']),
+    ('[chat]\nfile_types = ["pdf",\n  "tar.gz"]\n', 3, ['file extensions like "pdf"', '"tar.gz"']),
     ('[chat]\nwelcome_mesage = "hi"\n', 2, ["unknown key 'welcome_mesage' in [chat]; did you mean 'welcome_message'?"]),
     ('[chat]\nfields = []\n', 2, ["unknown key 'fields' in [chat]; did you mean 'field'?"]),
     ('[chat]\nwelcome_message = "' + "x" * 4001 + '"\n', 2, ["chat.welcome_message is too long"]),
