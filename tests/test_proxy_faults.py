@@ -311,6 +311,27 @@ async def test_a_malformed_upstream_response_gives_502(start_raw, start_proxy):
     assert response.status == 502
 
 
+async def test_a_transfer_coding_nobody_asked_for_gives_502_not_a_coded_page(start_raw, start_proxy):
+    """We never send TE upstream, so "Transfer-Encoding: gzip, chunked" is a
+    broken upstream: re-framed, the visitor would get gzip bytes as the page
+    (with our tag among them), and nothing saying so."""
+    import gzip
+
+    body = gzip.compress(b"<html><head></head><body>hi</body></html>")
+
+    async def upstream(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                     + b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body))
+        await writer.drain()
+
+    port = await start_raw(upstream)
+    service = await start_proxy(f"http://127.0.0.1:{port}")
+    response = await fetch(service.port, "GET", "/", {"Sec-Fetch-Dest": "document", "Accept": "text/html"})
+    assert response.status == 502
+    assert b"transfer coding" in response.body
+
+
 async def test_failed_exchanges_give_their_pool_places_back(start_raw, start_proxy):
     """Connections the upstream closed while in use must not count against
     pool_size forever, or the upstream becomes unreachable after a few faults."""

@@ -253,7 +253,13 @@ class Exchange:
         elif lname == b"content-length":
             self.up_length = int(value) if value.strip().isdigit() else None
         elif lname == b"transfer-encoding":
-            self.up_chunked = b"chunked" in value.lower()
+            codings = value.lower()
+            self.up_chunked = b"chunked" in codings
+            if codings.replace(b"chunked", b"").replace(b"identity", b"").strip(b" \t,"):
+                # A transfer coding (gzip...) nobody asked for: we drop TE from
+                # requests. Re-framed for the visitor, its body would arrive
+                # still coded with nothing to say so (and our tag inside it).
+                raise _RelayError(f"the upstream used a transfer coding it was not offered: {value!r}")
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
