@@ -21,6 +21,7 @@ from .console.app import build_console_app, console_origin
 from .injector import Injector, InjectorSettings
 from .keys import load_or_create_secret
 from .proxy import Proxy
+from .proxy.handoff_log import handoff_access_logger
 from .storage.db import Database
 from .sync.broker import InMemoryBroker
 from .sync.db_store import DatabaseSessionStore
@@ -107,8 +108,14 @@ class Service:
             # Our app listens on a unix socket in a private directory: only the proxy reaches it.
             self._socket_dir = tempfile.mkdtemp(prefix="cobrowse-")
             internal_socket = os.path.join(self._socket_dir, "app.sock")
-            app_runner = web.AppRunner(build_app(config, self.hub, self.chat), access_log=access_log,
-                                       handler_cancellation=True, shutdown_timeout=grace)
+            app_log_options = {}
+            if config.server.access_log:
+                # The hub's websockets, handed over by the proxy, go into its access log from here.
+                app_log_options = {"access_log": log, "access_log_class": handoff_access_logger(
+                    lambda: self._proxy.access_log if self._proxy is not None else None,
+                    config.server.trust_forwarded, debug=access_log is not None)}
+            app_runner = web.AppRunner(build_app(config, self.hub, self.chat), handler_cancellation=True,
+                                       shutdown_timeout=grace, **({"access_log": access_log} | app_log_options))
             self._runners.append(app_runner)
             await app_runner.setup()
             await web.UnixSite(app_runner, internal_socket).start()

@@ -199,3 +199,32 @@ async def test_a_request_refused_for_its_headers_keeps_its_request_line(logged):
     lines = read_log(service, path)
     assert [(m[3], m[4], int(m[5])) for m in lines] == [("GET /with-big-headers HTTP/1.1", "431", len(answer)),
                                                          ("-", "400", len(garbage))]
+
+
+async def test_the_hubs_websockets_are_logged_when_they_close(logged):
+    """They are handed to our app rather than relayed, yet belong in the log:
+    one line when each closes, with 101, what was sent and how long it was open."""
+    import aiohttp
+
+    service, path, _ = await logged()
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"http://127.0.0.1:{service.port}/__cobrowse/ws?from=test",
+                                      headers={"User-Agent": "agent/1.0", "Referer": "http://shop.test/cart"}) as ws:
+            await ws.send_str('{"t":"hello","v":1,"visitor":"v1","tab":"t1","url":"http://shop.test/"}')
+            assert (await ws.receive_json(timeout=10))["t"] == "welcome"
+            await asyncio.sleep(0.2)
+    await fetch(service.port, "GET", "/page")  # an ordinary request after it
+    for _ in range(100):
+        lines = read_log(service, path)
+        if len(lines) == 2:
+            break
+        await asyncio.sleep(0.05)
+    socket_line = next(m for m in lines if "/__cobrowse/ws" in m[3])
+    assert socket_line[1] == "127.0.0.1"
+    assert socket_line[3] == "GET /__cobrowse/ws?from=test HTTP/1.1"
+    assert socket_line[4] == "101"
+    assert int(socket_line[5]) > 100  # the handshake's answer and the welcome, at least
+    assert (socket_line[6], socket_line[7]) == ("http://shop.test/cart", "agent/1.0")
+    assert float(socket_line[8]) >= 0.2  # open that long
+    assert [m[3] for m in lines].count("GET /page HTTP/1.1") == 1  # the proxy's own line, once
+    assert len(lines) == 2

@@ -75,3 +75,16 @@ def test_cookie_domains(cookie, expected):
 def test_a_shared_parent_domain_is_kept_when_the_public_and_upstream_hosts_are_the_same():
     m = mapper("https://shop.example.com", "https://shop.example.com")
     assert m.map_set_cookie("sso=1; Domain=.example.com; Path=/; Secure") == "sso=1; Domain=.example.com; Path=/; Secure"
+
+
+@pytest.mark.parametrize("forwarded,trusted,expected", [
+    (None, False, "fallback"),
+    ("10.0.0.9", False, "10.0.0.9"),  # what our proxy saw
+    ("203.0.113.7, 10.0.0.9", False, "10.0.0.9"),  # a visitor's own entry is not believed
+    ("203.0.113.7, 10.0.0.9", True, "203.0.113.7"),  # the trusted terminator's entry
+    ("1.1.1.1, 203.0.113.7, 10.0.0.9", True, "203.0.113.7"),
+])
+def test_the_visitors_address_behind_our_proxy(forwarded, trusted, expected):
+    from cobrowse.proxy.headers import forwarded_client
+
+    assert forwarded_client(forwarded, "fallback", trusted) == expected

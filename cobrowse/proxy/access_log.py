@@ -11,7 +11,9 @@ appended, so the usual log tools read it:
   seconds, until the response was complete (or broke off);
 - the size is every byte written to the visitor for the response, head and
   framing included (nginx's ``$bytes_sent``);
-- 499 means the visitor left before the response began (nginx's convention).
+- 499 means the visitor left before the response began (nginx's convention);
+- the hub's websockets, which the proxy hands to our app, are written by
+  handoff_log.py when they close.
 
 Each line is formatted when its request ends, held in memory, and written
 once a second by the proxy's sweep (or when 2,048 are held, and at shutdown):

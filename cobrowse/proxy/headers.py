@@ -61,6 +61,17 @@ def connection_tokens(headers: ByteHeaders) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
+def forwarded_client(forwarded: str | None, fallback: str, trusted: bool) -> str:
+    """The visitor's address, for a request our proxy passed on: it put the
+    address it saw last in X-Forwarded-For. Behind a trusted TLS terminator
+    that is the terminator, and the visitor is the address the terminator
+    added before it. ``fallback`` when there is no header at all."""
+    if not forwarded:
+        return fallback
+    hops = forwarded.split(",")
+    return (hops[-2] if trusted and len(hops) > 1 else hops[-1]).strip()
+
+
 def strip_own_cookies(cookie_header: bytes) -> bytes:
     kept = [c for c in cookie_header.split(b";") if not c.strip().startswith(_OWN_COOKIE_PREFIX_BYTES)]
     return b";".join(kept).strip()

@@ -35,6 +35,7 @@ from .broker import QUEUE_TOPIC, Broker, agent_topic, agents_topic, visitor_tab_
 from .ratelimit import KeyedLimiter, TokenBucket
 from . import screenshare
 from .screenshare import ScreenShares, ScreenShareSettings
+from ..proxy.headers import forwarded_client
 from .session import Audience, CobrowseSession, EndReason, Outgoing, TimelineEntry
 
 log = logging.getLogger("cobrowse.hub")
@@ -403,14 +404,9 @@ class Hub:
                 self._visitor_sockets[peer] = left
 
     def visitor_address(self, request: web.Request) -> str:
-        """The visitor's address. Visitors reach the hub through our proxy, which puts
-        the address it saw last in X-Forwarded-For; behind a trusted TLS terminator,
-        that is the terminator, and the visitor is the address the terminator added."""
-        forwarded = request.headers.get("X-Forwarded-For")
-        if not forwarded:
-            return request.remote or "?"
-        hops = forwarded.split(",")
-        return (hops[-2] if self.trust_forwarded and len(hops) > 1 else hops[-1]).strip()
+        """The visitor's address. Visitors reach the hub through our proxy (see
+        forwarded_client)."""
+        return forwarded_client(request.headers.get("X-Forwarded-For"), request.remote or "?", self.trust_forwarded)
 
     def agent_address(self, request: web.Request) -> str:
         """The agent's address. Agents reach the console's own listener, not our
