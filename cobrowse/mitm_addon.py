@@ -86,22 +86,29 @@ class CobrowseInjector:
             data.server.sni = data.server.address[0]
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
         # The host the visitor asked for: what our script's CSP sources must name.
-        flow.metadata[_PUBLIC_HOST] = flow.request.host_header or flow.request.pretty_host
+        flow.metadata[_PUBLIC_HOST] = request.host_header or request.pretty_host
+        # The upstream's Host goes back here, not in `request`: a streamed request
+        # body (stream_large_bodies) has its head sent upstream right after this hook.
+        if self.restore_upstream_host and isinstance(flow.client_conn.proxy_mode, ReverseMode) \
+                and not self._for_service(request):
+            request.host_header = hostport(request.scheme, request.host, request.port)
+
+    @staticmethod
+    def _for_service(request: http.Request) -> bool:
+        return bool(ctx.options.cobrowse_service) and request.path.startswith(ctx.options.cobrowse_prefix)
 
     def request(self, flow: http.HTTPFlow) -> None:
         request = flow.request
-        service = ctx.options.cobrowse_service
-        if service and request.path.startswith(ctx.options.cobrowse_prefix):
+        if self._for_service(request):
             from urllib.parse import urlsplit
 
-            target = urlsplit(service)
+            target = urlsplit(ctx.options.cobrowse_service)
             request.scheme = target.scheme or "http"
             request.host = target.hostname or "127.0.0.1"
             request.port = target.port or (443 if request.scheme == "https" else 80)
             return  # with the visitor's Host, as `cobrowse serve` passes it to our app
-        if self.restore_upstream_host and isinstance(flow.client_conn.proxy_mode, ReverseMode):
-            request.host_header = hostport(request.scheme, request.host, request.port)
         info = RequestInfo.from_headers(request.method, request.headers.get)
         if is_navigation(info):
             flow.metadata[_REQUEST_INFO] = info

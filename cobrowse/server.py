@@ -55,6 +55,7 @@ class Service:
         self.config = config
         self.demo_shop_listen = demo_shop_listen
         self._runners: list[web.AppRunner] = []
+        self._console_runner: web.AppRunner | None = None
         self._proxy: Proxy | None = None
         self._server: asyncio.AbstractServer | None = None
         self._socket_dir: str | None = None
@@ -125,6 +126,7 @@ class Service:
                                                      chat=self.chat),
                                    access_log=access_log, handler_cancellation=True, shutdown_timeout=grace)
             self._runners.append(runner)
+            self._console_runner = runner
             await runner.setup()
             host, port = parse_listen(config.console.listen)
             console_site = web.TCPSite(runner, host or None, port, reuse_address=True)
@@ -159,37 +161,67 @@ class Service:
                 await cobrowse_sessions.end_session(self.db, record.id, "idle_timeout")
 
     async def stop(self) -> None:
-        """Stop gracefully: no new connections, the requests in progress get
-        ``server.shutdown_timeout`` to finish, then everything closes."""
+        """Stop gracefully: no new connections, and the requests in progress
+        get ``server.shutdown_timeout`` to finish (one deadline for the proxy
+        and the console together), then everything closes.
+
+        Cancelled while it waits (a second SIGTERM or Ctrl-C), it cuts what
+        is left and still closes everything, then re-raises.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.server.shutdown_timeout
+        interrupted = False
+
+        def remaining() -> float:
+            return 0.0 if interrupted else max(0.0, deadline - loop.time())
+
+        async def step(awaitable) -> None:
+            nonlocal interrupted
+            try:
+                await awaitable
+            except asyncio.CancelledError:
+                interrupted = True  # the steps left run without waiting
+
         if self._abandoned is not None:
             self._abandoned.cancel()
             self._abandoned = None
+        # No new connections: a load balancer's next request goes to another node.
         if self._server is not None:
-            self._server.close()  # first: a load balancer's next request goes to another node
+            self._server.close()
             self._server = None
-        if self.hub is not None:
-            # Open agent and visitor sockets would otherwise hold up each
-            # listener's shutdown; the browsers resume their sessions on
-            # whichever node answers next.
-            await self.hub.stop()
-        interrupted = False
+        if self._console_runner is not None:
+            for site in list(self._console_runner.sites):
+                await step(site.stop())
         if self._proxy is not None:
-            try:
-                # Our app (the internal socket) and the demo shop stay up meanwhile:
-                # requests in progress may be waiting on them.
-                await self._proxy.drain(self.config.server.shutdown_timeout)
-            except asyncio.CancelledError:
-                interrupted = True  # stopped again while waiting: what was left is cut; clean up the rest
+            self._proxy.begin_drain()
+        if self.hub is not None:
+            # Agent and visitor sockets would otherwise hold up the listeners'
+            # shutdown; the browsers resume their sessions on whichever node
+            # answers next.
+            await step(self.hub.stop())
+        if self._proxy is not None:
+            # Our app (the internal socket) and the demo shop stay up meanwhile:
+            # requests in progress may be waiting on them.
+            await step(self._proxy.drain(remaining()))  # (cancelled, it cuts what is left)
             self._proxy.close()
             self._proxy = None
         for runner in reversed(self._runners):
-            await runner.cleanup()  # each waits for its handlers for up to shutdown_timeout
+            # Each waits for its handlers until the deadline (the console's
+            # have been running all along), and cancels what is left.
+            for _ in range(2):  # once more, without waiting, if interrupted
+                # aiohttp reads it in cleanup(); it takes 0 to mean "no limit".
+                runner._shutdown_timeout = max(remaining(), 0.05)
+                before = interrupted
+                await step(runner.cleanup())
+                if interrupted == before:
+                    break
         self._runners.clear()
+        self._console_runner = None
         if self._store is not None:
-            await self._store.stop()
+            await step(self._store.stop())
             self._store = None
         if self.db is not None:
-            await self.db.stop()
+            await step(self.db.stop())
             self.db = None
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)

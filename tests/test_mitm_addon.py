@@ -68,6 +68,11 @@ async def self_only(request: web.Request) -> web.Response:
     return web.Response(body=PAGE, content_type="text/html", headers={"Content-Security-Policy": "script-src 'self'"})
 
 
+async def upload(request: web.Request) -> web.Response:
+    HOSTS_SEEN.append(request.headers.get("Host", ""))
+    return web.Response(text=str(len(await request.read())))
+
+
 async def chunked(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/html"})
     response.enable_chunked_encoding()
@@ -87,6 +92,7 @@ async def upstream():
     app.router.add_get("/style.css", asset)
     app.router.add_get("/self-only", self_only)
     app.router.add_get("/chunked", chunked)
+    app.router.add_post("/upload", upload)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -232,3 +238,14 @@ async def test_an_https_upstream_is_asked_for_by_its_own_name():
         proc.terminate()
         proc.wait(timeout=10)
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("mitmdump", [["--set", "stream_large_bodies=1k"]], indirect=True)
+async def test_a_streamed_upload_goes_upstream_with_the_upstreams_host(mitmdump, upstream):
+    """A streamed request's head leaves for the upstream before the `request`
+    hook runs: the Host must be put back earlier, in `requestheaders`."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(mitmdump + "/upload", data=b"x" * 100_000,
+                                headers={"Host": "shop.test"}) as response:
+            assert await response.text() == "100000"
+    assert HOSTS_SEEN == [upstream.split("//", 1)[1]]

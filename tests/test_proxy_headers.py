@@ -28,6 +28,11 @@ def mapper(upstream: str, public_origin: str = "http://shop.test") -> ResponseHe
     ("myapp://origin.example.com/x", "myapp://origin.example.com/x"),
     ("/relative", "/relative"),
     ("http://origin.example.com:99999/", "http://origin.example.com:99999/"),  # unreadable port
+    # Characters urlsplit drops before reading: cut at the wrong place, part of
+    # the upstream's authority would end up in the public URL.
+    ("http://\t\t\t\t\t\torigin.example.com/a", "http://\t\t\t\t\t\torigin.example.com/a"),
+    ("http://orig\tin.example.com/a", "http://orig\tin.example.com/a"),
+    (" http://origin.example.com/a", " http://origin.example.com/a"),
 ])
 def test_urls_on_the_upstream_map_to_the_public_origin(url, expected):
     assert mapper("http://origin.example.com", "https://shop.example.com").map_url(url) == expected

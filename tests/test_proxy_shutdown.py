@@ -173,6 +173,87 @@ async def test_a_site_websocket_is_closed_at_once(start_proxy, start_app, caplog
     assert cut_warnings(caplog) == []
 
 
+async def held_console_request(service) -> RawClient:
+    """A console request whose body never comes: its handler waits until cancelled."""
+    client = await RawClient.connect(service.console_port)
+    await client.send(b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      b"Origin: http://127.0.0.1:%d\r\nContent-Length: 100\r\n\r\n{\"user" % service.console_port)
+    await asyncio.sleep(0.1)
+    return client
+
+
+async def test_the_console_stops_listening_and_shares_the_deadline(start_proxy, start_raw):
+    never = asyncio.Event()
+    grace = 3.0
+    service = await start_proxy(f"http://127.0.0.1:{await start_raw(held_upstream(never))}", shutdown_timeout=grace)
+    download = await RawClient.connect(service.port)
+    await download.send(b"GET /stuck HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+    await download.read_head()
+    console = await held_console_request(service)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    stop = await stopping(service)
+    with pytest.raises(OSError):  # the console's listener closed with the proxy's
+        await asyncio.open_connection("127.0.0.1", service.console_port)
+    await asyncio.wait_for(stop, TIMEOUT * 3)
+    # One deadline for both: one after the other they would take twice as long.
+    assert loop.time() - started < 1.8 * grace
+    assert await console.at_eof() and await download.at_eof()
+
+
+async def test_a_second_stop_request_during_the_console_shutdown_still_closes_everything(start_proxy, start_raw):
+    service = await start_proxy(f"http://127.0.0.1:{await start_raw(held_upstream(asyncio.Event()))}",
+                                shutdown_timeout=TIMEOUT * 10)
+    console = await held_console_request(service)
+    socket_dir = service._socket_dir
+    stop = await stopping(service)  # the proxy has nothing to wait for: the console's request holds it up
+    await asyncio.sleep(0.3)
+    assert not stop.done()
+    stop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stop
+    assert await console.at_eof()
+    assert service.db is None and service._runners == [] and not os.path.exists(socket_dir)
+
+
+async def test_hub_handshakes_are_not_handed_over_while_stopping(start_proxy, start_raw):
+    import aiohttp
+
+    service = await start_proxy(f"http://127.0.0.1:{await start_raw(held_upstream(asyncio.Event()))}")
+    proxy = service._proxy
+    proxy.begin_drain()
+    before = proxy.handoffs
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.ws_connect(f"http://127.0.0.1:{service.port}/__cobrowse/ws") as ws:
+                message = await asyncio.wait_for(ws.receive(), TIMEOUT)
+                assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+        except aiohttp.ClientError:
+            pass  # refused outright: as good
+    assert proxy.handoffs == before
+
+
+async def test_error_answers_while_stopping_say_connection_close(start_proxy, start_raw, service_data_dir):
+    from cobrowse.config import Site
+
+    release = asyncio.Event()
+    port = await start_raw(held_upstream(release, head_first=False))
+    service = await start_proxy(sites=(Site(host="shop.test", upstream=f"http://127.0.0.1:{port}"),),
+                                shutdown_timeout=TIMEOUT * 3)
+    client = await RawClient.connect(service.port)
+    # The second goes to a host no site serves: our own 421, the last answer.
+    await client.send(b"GET /a HTTP/1.1\r\nHost: shop.test\r\n\r\nGET /b HTTP/1.1\r\nHost: other.test\r\n\r\n")
+    await asyncio.sleep(0.1)
+    stop = await stopping(service)
+    release.set()
+    first = await client.read_response()
+    assert first.status == 200
+    second = await client.read_response()
+    assert second.status == 421 and second.header("Connection") == "close"
+    assert await client.at_eof()
+    await asyncio.wait_for(stop, TIMEOUT)
+
+
 # ---------------------------------------------------------------------------
 # The whole service: SIGTERM to `cobrowse serve`
 

@@ -269,6 +269,7 @@ async def test_the_console_is_not_served_on_a_sites_origin(start_app, start_prox
 
 @pytest.mark.parametrize("host_lines", [
     [],  # HTTP/1.1 requires one (RFC 9112 3.2)
+    [b"Host:"],  # ...that names a host
     [b"Host: shop.test", b"Host: other.test"],
     [b"Host: a 'unsafe-inline' b"],
     [b"Host: shop.test;script-src"],

@@ -763,7 +763,8 @@ class Exchange:
         self.finished = True
         self._deactivate()
         self._drop_conn()
-        keep_alive = self.client_keep_alive and self.request_done
+        keep_alive = self.client_keep_alive and self.request_done and not (
+            self.proxy.draining and self._last_answer())
         page = error_page(status, detail, html=self.navigation, keep_alive=keep_alive)
         self.sent += len(page)
         if self.record is not None:

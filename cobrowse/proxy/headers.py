@@ -17,6 +17,10 @@ from urllib.parse import urlsplit
 
 ByteHeaders = list[tuple[bytes, bytes]]
 
+# What urlsplit drops from a URL before reading it (WHATWG: tabs and newlines
+# anywhere, C0 controls and spaces at the ends).
+_URL_NOISE = re.compile(r"[\t\r\n]|^[\x00-\x20]|[\x00-\x20]$")
+
 # Refresh: a delay, then ";" or "," or whitespace, then an optional "url=", then the URL.
 _REFRESH = re.compile(r"(\s*[0-9.]+\s*)([;,]?\s*)((?i:url)\s*=\s*)?(.*)", re.S)
 
@@ -96,6 +100,8 @@ class ResponseHeaderMapper:
         start = url.find("//")
         if start < 0 or (start > 0 and url[:start].lower() not in ("http:", "https:")):
             return url  # relative, or another scheme (mailto:, a custom app scheme)
+        if _URL_NOISE.search(url) is not None:
+            return url  # urlsplit would read it with those characters removed: not what we would cut below
         try:
             parts = urlsplit(url if start else up.scheme + ":" + url)
             port = parts.port
@@ -103,7 +109,10 @@ class ResponseHeaderMapper:
             return url  # not a URL we can read: leave it as the upstream wrote it
         if not self._on_upstream(parts.scheme.lower(), parts.hostname or "", port):
             return url
-        rest = url[start + 2 + len(parts.netloc):]
+        authority_end = start + 2 + len(parts.netloc)
+        if url[start + 2:authority_end] != parts.netloc:
+            return url
+        rest = url[authority_end:]
         return self.public_origin + self._strip_base(rest or "/")
 
     def _on_upstream(self, scheme: str, host: str, port: int | None) -> bool:

@@ -146,9 +146,7 @@ class Proxy:
         restart for the whole timeout). A rolling restart behind a load
         balancer then loses no response.
         """
-        self.draining = True
-        for connection in list(self.connections):
-            connection.drain()
+        self.begin_drain()
         if self.connections and timeout > 0:
             busy = sum(1 for connection in self.connections if not connection.transport.is_closing())
             if busy:
@@ -165,6 +163,14 @@ class Proxy:
             finally:
                 self._drained = None
         return self._cut()
+
+    def begin_drain(self) -> None:
+        """Take nothing new from here on (see drain); websocket handshakes for
+        the hub are no longer handed to our app, which is stopping too."""
+        if not self.draining:
+            self.draining = True
+            for connection in list(self.connections):
+                connection.drain()
 
     def _cut(self) -> int:
         left = list(self.connections)
@@ -314,7 +320,8 @@ class ClientProtocol(asyncio.Protocol):
         self.url_parts = ()  # taken: an error before the next request line must not name this one
         # (a constant, not a new list: on_message_begin makes the next one)
         if (isinstance(exchange, Exchange) and exchange.upgrade and exchange.target.internal
-                and self.proxy.internal_server is not None and not self.queue and self._hub_handshake(exchange)):
+                and self.proxy.internal_server is not None and not self.queue and not self.proxy.draining
+                and self._hub_handshake(exchange)):
             self.handoff = exchange.head  # taken over in data_received, once llhttp stops at the upgrade
             return
         self.current = exchange
@@ -426,9 +433,9 @@ class ClientProtocol(asyncio.Protocol):
             elif lname == b"x-forwarded-host":
                 forwarded_host = value
 
-        if hosts == 0 and self.http11 and url[:1] == b"/":
-            # RFC 9112 3.2: an HTTP/1.1 request without Host is refused. (Our
-            # CSP sources and mapped URLs would name no host at all.)
+        if not host and self.http11 and url[:1] == b"/":
+            # RFC 9112 3.2: an HTTP/1.1 request without Host (or with an empty
+            # one) is refused. Our CSP sources and mapped URLs would name no host.
             return _FixedResponse(self, error_page(400, "missing Host header", html=False), record=record)
         if url[:1] != b"/":
             if url.startswith((b"http://", b"https://")):  # absolute-form
@@ -692,10 +699,15 @@ class _FixedResponse:
 
     def start(self) -> None:
         self.finished = True
+        client = self.client
+        if self.keep_alive and client.proxy.draining and len(client.queue) <= 1:
+            # The proxy is stopping and this is the connection's last answer.
+            self.keep_alive = False
+            self.payload = self.payload.replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
         if self.record is not None:
-            self.client.proxy.access_log.record(self.record, int(self.payload[9:12]), len(self.payload))
-        self.client.transport.write(self.payload)
-        self.client.exchange_finished(self, keep_alive=self.keep_alive)
+            client.proxy.access_log.record(self.record, int(self.payload[9:12]), len(self.payload))
+        client.transport.write(self.payload)
+        client.exchange_finished(self, keep_alive=self.keep_alive)
 
     def request_body(self, data: bytes) -> None:
         pass
