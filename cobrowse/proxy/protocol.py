@@ -150,7 +150,7 @@ class Proxy:
         if self.connections and timeout > 0:
             busy = sum(1 for connection in self.connections if not connection.transport.is_closing())
             if busy:
-                log.info("stopping: waiting up to %g s for %d connection(s) to finish their answers", timeout, busy)
+                log.info("stopping: waiting up to %.3g s for %d connection(s) to finish their answers", timeout, busy)
             self._drained = self.loop.create_future()
             try:
                 await asyncio.wait_for(asyncio.shield(self._drained), timeout)
