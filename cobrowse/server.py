@@ -72,12 +72,11 @@ class Service:
     async def start(self) -> None:
         config = self.config
         access_log = log if config.server.log_level == "debug" else None
-        grace = config.server.shutdown_timeout
         try:
             if self.demo_shop_listen:
                 from .demo import create_shop_app
 
-                runner = web.AppRunner(create_shop_app(), access_log=access_log, shutdown_timeout=grace)
+                runner = web.AppRunner(create_shop_app(), access_log=access_log)
                 self._runners.append(runner)
                 await runner.setup()
                 host, port = parse_listen(self.demo_shop_listen)
@@ -116,7 +115,7 @@ class Service:
                     lambda: self._proxy.access_log if self._proxy is not None else None,
                     config.server.trust_forwarded, debug=access_log is not None)}
             app_runner = web.AppRunner(build_app(config, self.hub, self.chat), handler_cancellation=True,
-                                       shutdown_timeout=grace, **({"access_log": access_log} | app_log_options))
+                                       **({"access_log": access_log} | app_log_options))
             self._runners.append(app_runner)
             await app_runner.setup()
             await web.UnixSite(app_runner, internal_socket).start()
@@ -124,7 +123,7 @@ class Service:
             console_origins = {console_origin(config)}
             runner = web.AppRunner(build_console_app(config, self.hub, self.db, secret, console_origins,
                                                      chat=self.chat),
-                                   access_log=access_log, handler_cancellation=True, shutdown_timeout=grace)
+                                   access_log=access_log, handler_cancellation=True)
             self._runners.append(runner)
             self._console_runner = runner
             await runner.setup()
