@@ -40,6 +40,13 @@ KEEPALIVE_TIMEOUT = 75.0  # idle seconds before an idle visitor connection (or a
 MAX_HEADERS = 200
 MAX_PIPELINED = 8
 _EARLY_TUNNEL_LIMIT = 64 * 1024
+# Request methods llhttp does not know (RFC 9110 9.1: a method is any token,
+# case-sensitive) are passed on under a stand-in llhttp knows; the name is
+# looked for in the first bytes of a message, up to this length.
+_MAX_METHOD = 64
+_METHOD_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_STAND_IN_METHOD = b"POST"  # frames its body by Content-Length or chunked, as any other method's
+_LLHTTP_KNOWS: dict[bytes, bool] = {}
 
 
 class Proxy:
@@ -204,7 +211,7 @@ class _Reject(Exception):
 class ClientProtocol(asyncio.Protocol):
     __slots__ = ("proxy", "transport", "parser", "queue", "current", "url_parts", "headers", "head_size",
                  "paused", "http11", "tunnel_exchange", "early", "peer", "idle_since", "closed", "handoff", "eof",
-                 "body_size", "writing_paused")
+                 "body_size", "writing_paused", "in_message", "method_hold", "extension_method")
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
@@ -226,6 +233,9 @@ class ClientProtocol(asyncio.Protocol):
         self.closed = False
         self.body_size = 0  # bytes of the current request's body so far
         self.writing_paused = False  # our transport's buffer is over its high-water mark
+        self.in_message = False  # llhttp is inside a request (from its first byte to its end)
+        self.method_hold: bytes | None = None  # a request's first bytes, held until its method is whole
+        self.extension_method: bytes | None = None  # the current request's method, when llhttp sees a stand-in
 
     # ----- asyncio.Protocol -------------------------------------------------
 
@@ -246,6 +256,10 @@ class ClientProtocol(asyncio.Protocol):
             if len(self.early) > _EARLY_TUNNEL_LIMIT:
                 self.pause_reading("early")
             return
+        if self.method_hold is not None or not (self.in_message or data.startswith(b"GET ")):
+            data = self._stand_in_for_method(data)
+            if data is None:
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -262,6 +276,31 @@ class ClientProtocol(asyncio.Protocol):
                 self._reject(400, "the request could not be handled")
         except httptools.HttpParserError as exc:
             self._reject(400, f"malformed request: {exc}")
+
+    def _stand_in_for_method(self, data: bytes) -> bytes | None:
+        """A request begins in ``data``: if its method is a token llhttp does
+        not know, the bytes for llhttp with a stand-in in its place (the real
+        name goes upstream); None while the method is still incomplete.
+
+        Only a request that begins a read is looked at. One pipelined behind
+        another in the same read reaches llhttp as it is, which refuses an
+        unknown method with 400: llhttp does not say where in a read a message
+        ended. Browsers do not pipeline, and other clients rarely do.
+        """
+        if self.method_hold is not None:
+            data, self.method_hold = self.method_hold + data, None
+        line = data.lstrip(b"\r\n")  # llhttp skips empty lines before a request line
+        space = line.find(b" ", 0, _MAX_METHOD + 1)
+        if space < 0:
+            if len(data) <= _MAX_METHOD and (not line or _METHOD_TOKEN.fullmatch(line)):
+                self.method_hold = data  # (the keep-alive timeout bounds the wait)
+                return None
+            return data  # not a method: llhttp will say what is wrong
+        method = line[:space]
+        if not _METHOD_TOKEN.fullmatch(method) or _llhttp_knows(method):
+            return data
+        self.extension_method = method
+        return _STAND_IN_METHOD + line[space:]
 
     def eof_received(self):
         # A half-closed client still gets its answers; then the connection closes.
@@ -296,6 +335,7 @@ class ClientProtocol(asyncio.Protocol):
     # ----- httptools callbacks ----------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.in_message = True
         self.url_parts = []
         self.headers = []
         self.head_size = 0
@@ -354,6 +394,7 @@ class ClientProtocol(asyncio.Protocol):
             self.abort()
 
     def on_message_complete(self) -> None:
+        self.in_message = False
         current, self.current = self.current, None
         if current is not None and not current.finished:
             current.request_complete()
@@ -394,6 +435,8 @@ class ClientProtocol(asyncio.Protocol):
         proxy = self.proxy
         parser = self.parser
         method = parser.get_method()
+        if self.extension_method is not None:
+            method, self.extension_method = self.extension_method, None
         url = b"".join(self.url_parts) if len(self.url_parts) != 1 else self.url_parts[0]
         keep_alive = parser.should_keep_alive()
 
@@ -728,6 +771,28 @@ class _FixedResponse:
 
 
 # A host name (or IPv4 address) or a bracketed IPv6 address, with an optional port.
+def _llhttp_knows(method: bytes) -> bool:
+    """Whether llhttp parses requests with this method (its table differs
+    between versions: asked once per name, remembered for a bounded number)."""
+    known = _LLHTTP_KNOWS.get(method)
+    if known is None:
+        probe = httptools.HttpRequestParser(_NoCallbacks())
+        try:
+            probe.feed_data(method + b" / HTTP/1.1\r\nHost: x\r\n\r\n")
+            known = True
+        except httptools.HttpParserUpgrade:
+            known = True  # CONNECT
+        except httptools.HttpParserError:
+            known = False  # unknown, or known only to RTSP ("DESCRIBE", "SETUP"...)
+        if len(_LLHTTP_KNOWS) < 256:  # bounded: method names come from anyone
+            _LLHTTP_KNOWS[method] = known
+    return known
+
+
+class _NoCallbacks:
+    pass
+
+
 _HOST = re.compile(rb"(?:[A-Za-z0-9._~-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
