@@ -19,6 +19,22 @@ from cobrowse.server import Service
 TIMEOUT = 10.0  # generous bound on anything that should be quick; a hang fails instead of blocking the run
 
 
+def _uvloop_loop() -> asyncio.AbstractEventLoop:
+    import uvloop
+
+    return uvloop.new_event_loop()
+
+
+# Event loops a test module may ask for by name in ``LOOP_FACTORIES`` (every
+# async test runs once per name); without it, asyncio's own loop only.
+_LOOP_FACTORIES = {"asyncio": asyncio.new_event_loop, "uvloop": _uvloop_loop}
+
+
+def pytest_asyncio_loop_factories(config, item):
+    names = getattr(item.module, "LOOP_FACTORIES", ("asyncio",))
+    return {name: _LOOP_FACTORIES[name] for name in names}
+
+
 # ---------------------------------------------------------------------------
 # A raw HTTP/1.1 client
 # ---------------------------------------------------------------------------

@@ -22,21 +22,10 @@ from test_proxy_http import NAVIGATE, SNIPPET
 
 pytestmark = [
     pytest.mark.skipif(not splice.AVAILABLE, reason="splice(2) is Linux only"),
-    # The loop_factories hook that replaces this override would put every
-    # async test of the suite under it; this module alone needs both loops.
-    pytest.mark.filterwarnings("ignore:Overriding the \"event_loop_policy\" fixture:DeprecationWarning"),
 ]
-
-
-@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
-def event_loop_policy(request):
-    """Each test under both loops: `cobrowse serve` runs on uvloop, whose
-    transports own their descriptors differently from asyncio's."""
-    if request.param == "uvloop":
-        import uvloop
-
-        return uvloop.EventLoopPolicy()
-    return asyncio.DefaultEventLoopPolicy()
+# Each test under both loops (conftest's loop factories): `cobrowse serve` runs
+# on uvloop, whose transports own their descriptors differently from asyncio's.
+LOOP_FACTORIES = ("asyncio", "uvloop")
 
 MiB = 1 << 20
 PEERS = web.AppKey("peers", list)
