@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import logging
 import os
 import signal
@@ -242,6 +241,40 @@ def setup_logging(level: str) -> None:
     )
 
 
+# Descriptors one visitor may hold at once: its page's connection, the
+# upstream's, its co-browse websocket (and a kernel relay's pipe for a moment).
+_FILES_PER_VISITOR = 3
+_FEW_FILES = 4096
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft limit on open files to the hard one, as nginx's
+    ``worker_rlimit_nofile`` and Go's runtime do, and warn when even that is low.
+
+    Many systems start services with a soft limit of 1024, which would turn
+    visitors away at a few hundred at once, and silently: libuv accepts and
+    at once closes a connection it has no descriptor left to keep.
+    """
+    try:
+        import resource
+    except ImportError:  # (not on Windows)
+        return
+    log = logging.getLogger("cobrowse")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    infinite = resource.RLIM_INFINITY
+    want = hard if hard != infinite else 1 << 20  # (Linux's default fs.nr_open)
+    if soft != infinite and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            log.info("open files: up to %d (raised from %d)", want, soft)
+            soft = want
+        except (ValueError, OSError) as exc:
+            log.info("open files: up to %d (could not raise it to %d: %s)", soft, want, exc)
+    if soft != infinite and soft < _FEW_FILES:
+        log.warning("only %d open files are allowed (ulimit -n), about %d visitors at once; raise the hard limit "
+                    "(LimitNOFILE= in a systemd unit, --ulimit nofile= for Docker)", soft, soft // _FILES_PER_VISITOR)
+
+
 def run_async(main: Callable[[], Awaitable[Any]]) -> Any:
     """Run ``main()`` on uvloop when available (else asyncio) until it returns.
 
@@ -447,6 +480,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     config = config_from_args(args, overrides, allow_no_sites=False, env=env)
     setup_logging(config.server.log_level)
+    raise_open_file_limit()
 
     from cobrowse import server  # lazily: config and CLI work without the server's dependencies
 
@@ -455,13 +489,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _run_server(start: Callable[[], Awaitable[Any]], config: Config) -> None:
-    """run_async(start) with a one-line message when the listening socket cannot be bound."""
+    """run_async(start) with a one-line message when a listening socket cannot be bound."""
     try:
         run_async(start)
     except OSError as exc:
-        if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-            raise CliError(f"cannot listen on {config.server.listen}: {exc.strerror}", exit_code=1) from None
-        raise
+        what = getattr(exc, "what", None)  # server.ListenError (not imported: see cmd_serve)
+        if what is None:
+            raise
+        raise CliError(f"cannot listen on {exc.listen} ({what}): {exc.strerror}", exit_code=1) from None
 
 
 # ---------------------------------------------------------------------------
@@ -549,6 +584,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"the proxy ({config.server.listen}) and the demo shop ({args.shop_listen}) need different ports"
         )
     setup_logging(config.server.log_level)
+    raise_open_file_limit()
 
     from cobrowse import server  # lazily, see cmd_serve
 

@@ -48,6 +48,25 @@ def navigation_origins(config: Config, site_host: str) -> tuple[str, ...]:
     return site.navigation_origins if site is not None else ()
 
 
+class ListenError(OSError):
+    """A listening socket could not be bound: says which of ours and where,
+    since ``serve`` binds several (the proxy, the console, the demo shop)."""
+
+    def __init__(self, what: str, listen: str, cause: OSError) -> None:
+        # A name that does not resolve (socket.gaierror) has a negative errno of its own.
+        reason = os.strerror(cause.errno) if cause.errno and cause.errno > 0 else (cause.strerror or str(cause))
+        super().__init__(cause.errno, reason)
+        self.what = what
+        self.listen = listen
+
+
+async def _bind(what: str, listen: str, start):
+    try:
+        return await start()
+    except OSError as exc:
+        raise ListenError(what, listen, exc) from exc
+
+
 class Service:
     """The running parts, startable and stoppable as a whole (tests use this directly)."""
 
@@ -81,7 +100,7 @@ class Service:
                 await runner.setup()
                 host, port = parse_listen(self.demo_shop_listen)
                 site = web.TCPSite(runner, host, port, reuse_address=True)
-                await site.start()
+                await _bind("the demo shop", self.demo_shop_listen, site.start)
                 self.shop_port = site._server.sockets[0].getsockname()[1]
 
             self.db = Database.from_config(config)
@@ -129,7 +148,7 @@ class Service:
             await runner.setup()
             host, port = parse_listen(config.console.listen)
             console_site = web.TCPSite(runner, host or None, port, reuse_address=True)
-            await console_site.start()
+            await _bind("the agent console", config.console.listen, console_site.start)
             self.console_port = console_site._server.sockets[0].getsockname()[1]
             if not config.console.public_url:
                 console_origins.add(public_url(f"{host or '127.0.0.1'}:{self.console_port}"))
@@ -139,8 +158,8 @@ class Service:
             self._proxy = Proxy(config, injector, internal_socket, internal_server=app_runner.server)
             host, port = parse_listen(config.server.listen)
             loop = asyncio.get_running_loop()
-            self._server = await loop.create_server(self._proxy, host or None, port, reuse_address=True,
-                                                    backlog=1024)
+            self._server = await _bind("the proxy", config.server.listen, lambda: loop.create_server(
+                self._proxy, host or None, port, reuse_address=True, backlog=1024))
             self.port = self._server.sockets[0].getsockname()[1]
         except BaseException:
             await self.stop()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
 import subprocess
+import threading
 import sys
 import textwrap
 import time
@@ -316,11 +318,58 @@ def test_subcommand_registry_is_extensible(monkeypatch):
     assert "serve" in cli.SUBCOMMANDS and "hello" in cli.SUBCOMMANDS
 
 
-def test_address_in_use_is_a_short_error(monkeypatch, fake_server, capsys):
-    def in_use(main):
-        main().close()
-        raise OSError(errno.EADDRINUSE, "Address already in use")
+def test_a_port_in_use_is_a_short_error_naming_the_listener(tmp_path):
+    # The real entry point and real listeners: the console's port is taken, the proxy's is free.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--upstream", "http://127.0.0.1:9", "--listen", "127.0.0.1:0",
+                         "--console-listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"cobrowse: error: cannot listen on 127.0.0.1:{port} (the agent console): Address already in use")
 
-    monkeypatch.setattr(cli, "run_async", in_use)
-    assert cli.main(["serve", "--upstream", "http://a", "--listen", "127.0.0.1:9"]) == 1
-    assert capsys.readouterr().err == "cobrowse: error: cannot listen on 127.0.0.1:9: Address already in use\n"
+
+# --- the open-file limit -------------------------------------------------------
+
+
+def _serve_with_file_limit(tmp_path: Path, soft: int, hard: int) -> tuple[str, str]:
+    """Starts `cobrowse serve` with this RLIMIT_NOFILE; returns its limits as
+    /proc says once it listens, and what it logged."""
+    import resource
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cobrowse", "serve", "--upstream", "http://127.0.0.1:9", "--listen", "127.0.0.1:0",
+         "--console-listen", "127.0.0.1:0", "--data-dir", str(tmp_path), "--log-level", "info"],
+        cwd=ROOT, env=clean_env(PYTHONUNBUFFERED="1"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
+    watchdog = threading.Timer(60, server.kill)  # a server that never says it listens fails the test, not the run
+    watchdog.start()
+    logged = []
+    try:
+        for line in server.stderr:
+            logged.append(line)
+            if line.startswith("Listening on"):
+                break
+        else:
+            raise AssertionError(f"cobrowse serve did not start: {''.join(logged)[-2000:]}")
+        limits = next(line for line in Path(f"/proc/{server.pid}/limits").read_text().splitlines()
+                      if line.startswith("Max open files"))
+    finally:
+        server.terminate()
+        logged.append(server.communicate(timeout=30)[1])
+        watchdog.cancel()
+    return limits, "".join(logged)
+
+
+@pytest.mark.skipif(not Path("/proc/self/limits").exists(), reason="reads /proc")
+def test_serve_raises_its_open_file_limit_to_the_hard_one(tmp_path):
+    limits, logged = _serve_with_file_limit(tmp_path, 256, 8192)
+    assert limits.split()[3:5] == ["8192", "8192"], limits
+    assert "open files: up to 8192 (raised from 256)" in logged
+    assert "WARNING" not in logged
+    # A hard limit that is itself low is said at start, not found out from silently dropped visitors.
+    limits, logged = _serve_with_file_limit(tmp_path, 256, 1024)
+    assert limits.split()[3:5] == ["1024", "1024"], limits
+    assert "only 1024 open files are allowed (ulimit -n), about 341 visitors at once" in logged
