@@ -414,6 +414,27 @@ async def test_watch_gets_the_queue_and_its_updates(env):
     assert await agent.until("queue") == {"t": "queue", "sessions": []}
 
 
+async def test_the_queue_follows_page_loads_and_a_visitor_leaving(env):
+    agent = await env.agent()
+    await agent.send({"t": "watch"})
+    await agent.until("queue")
+    visitor, shared = await env.sharing()
+    await agent.until("queue")
+    # An ordinary page load: the old page's socket goes, the new page's says hello.
+    await visitor.close()
+    next_page, _ = await env.visitor(resume=shared["resume"], url="https://shop.test/cart", title="Cart")
+    entry = (await agent.until("queue"))["sessions"][0]
+    assert (entry["url"], entry["title"]) == ("https://shop.test/cart", "Cart")
+    assert "away_since" not in entry
+    # The visitor closes the tab: once past a page load's grace, the card says so.
+    gone_at = env.clock.now
+    await next_page.close()
+    await asyncio.sleep(0.05)
+    env.clock.now += TAB_GRACE + 1
+    tick(env.hub)
+    assert (await agent.until("queue"))["sessions"][0]["away_since"] == gone_at
+
+
 async def test_watching_twice_still_gets_each_queue_once(env):
     agent = await env.agent()
     await agent.send({"t": "watch"})

@@ -337,6 +337,20 @@ def test_queue_entry():
     assert session.queue_entry().url == "https://shop.test/help"  # the first open tab
 
 
+def test_the_queue_says_when_the_visitor_has_no_page_open():
+    session = sharing("T1")
+    session.tab_connected("T2", "https://shop.test/help", "Help", T0)
+    session.tab_disconnected("T1", T0 + 1, closing=True)
+    assert session.queue_entry().away_since is None  # another tab is still open
+    session.tab_disconnected("T2", T0 + 2)
+    session.tick(T0 + 2 + TAB_GRACE - 1, 1800)
+    assert session.queue_entry().away_since is None  # maybe a page load: not yet
+    session.tick(T0 + 2 + TAB_GRACE + 1, 1800)
+    assert session.queue_entry().away_since == T0 + 2  # since the tab went, not since we noticed
+    session.tab_connected("T2", "https://shop.test/help", "Help", T0 + 60)
+    assert session.queue_entry().away_since is None  # back
+
+
 def test_long_urls_are_truncated():
     session = new_session()
     session.tab_connected("T", "https://shop.test/" + "a" * 5000, "t" * 5000, T0)

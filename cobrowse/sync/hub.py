@@ -937,6 +937,8 @@ class Hub:
         for item in outgoing:
             frame = p.encode(item.message)
             audience = item.audience
+            if type(item.message) is p.TabUpdate:
+                self._publish_queue()  # a card shows the visitor's page, and whether one is open at all
             if audience is Audience.AGENTS:
                 broker.publish(agents_topic(session.id), frame)
             elif audience is Audience.VISITOR_TAB:

@@ -295,6 +295,7 @@ class QueueEntry(msgspec.Struct, omit_defaults=True):
     name: str
     since: float  # unix time the visitor asked for help
     viewers: int = 0
+    away_since: float | None = None  # unix time the visitor's last open page went; None while one is open
 
 
 class Queue(Message, tag="queue"):

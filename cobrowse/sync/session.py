@@ -161,6 +161,9 @@ class CobrowseSession:
         self.controller: Control | None = None
         self.pending: Control | None = None  # a control request waiting for the visitor's answer
         self.records: list[TimelineEntry] = []  # drained by the hub into the session store
+        # When the visitor last had no page open (their last tab closed, or
+        # gone past its grace); None while one is open. Agents see it in the queue.
+        self.away_since: float | None = None
 
     def take_records(self) -> list[TimelineEntry]:
         records, self.records = self.records, []
@@ -191,6 +194,7 @@ class CobrowseSession:
         an agent's ``since`` from before a restart cannot pass for the new stream.
         """
         self.last_activity = now
+        self.away_since = None
         tab = self.tabs.get(tab_id)
         out: list[Outgoing] = []
         if tab is None:
@@ -223,7 +227,7 @@ class CobrowseSession:
             return []  # the tab lives on in its newer connection
         tab.connected = False
         if closing:
-            return self._close_tab(tab)
+            return self._close_tab(tab, now)
         tab.gone_since = now
         return []
 
@@ -637,17 +641,19 @@ class CobrowseSession:
         out: list[Outgoing] = []
         for tab in self.tabs.values():
             if tab.open and not tab.connected and tab.gone_since is not None and now - tab.gone_since > TAB_GRACE:
-                out += self._close_tab(tab)
+                out += self._close_tab(tab, tab.gone_since)
         if self.pending is not None and now > self.pending.expires and self.ended is None:
             out += self._control_timeout(now)
         if self.ended is None and now - self.last_activity > idle_timeout:
             out += self.end(EndReason.IDLE_TIMEOUT)
         return out
 
-    def _close_tab(self, tab: Tab) -> list[Outgoing]:
+    def _close_tab(self, tab: Tab, gone_at: float) -> list[Outgoing]:
         if not tab.open:
             return []
         tab.open = False
+        if not any(t.open for t in self.tabs.values()):
+            self.away_since = gone_at
         tab.events.clear()
         tab.buffer_bytes = 0
         tab.awaiting_snapshot = True
@@ -657,7 +663,8 @@ class CobrowseSession:
     def queue_entry(self) -> QueueEntry:
         tab = next((t for t in self.tabs.values() if t.open), None) or next(iter(self.tabs.values()), None)
         return QueueEntry(session=self.id, site=self.site, url=tab.url if tab else "", title=tab.title if tab else "",
-                          name=self.name, since=self.started_at, viewers=len(self.viewers()))
+                          name=self.name, since=self.started_at, viewers=len(self.viewers()),
+                          away_since=self.away_since)
 
 
 def _last_snapshot_start(events: list[RrwebEvent]) -> int | None:

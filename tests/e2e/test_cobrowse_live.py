@@ -630,6 +630,23 @@ async def test_two_visitor_tabs_show_as_two_tabs(contexts, live, screenshot_dir)
     finally:
         hub.clock = real_clock
     await expect(agent.page.locator("#info-tabs")).to_have_text("1 open")
+
+    # The visitor closes the last tab too: the view and the queue say they left,
+    # instead of a blank page still marked live.
+    await visitor.close()
+    try:
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while any(t.connected for t in mine.tabs.values()):
+            assert time.monotonic() < deadline, "the hub never saw the last tab go"
+            await asyncio.sleep(0.05)
+        hub.clock = lambda: real_clock() + 20
+        await expect(agent.page.locator("#overlay")).to_contain_text("The visitor has no page open")
+        await expect(agent.page.locator("#live-text")).to_have_text("Away")
+        card = agent.page.locator(".queue-card", has_text="Tim Tabs")
+        await expect(card.locator(".badge-away")).to_have_text("Left")
+        await agent.page.screenshot(path=str(screenshot_dir / "console-visitor-left.png"))
+    finally:
+        hub.clock = real_clock
     _clean(agent.watch)
 
 

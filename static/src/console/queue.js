@@ -70,13 +70,14 @@ export class QueuePanel {
 
   update(sessions) {
     this.received = true;
-    this.entries = [...sessions].sort((a, b) => a.since - b.since);
+    // Visitors with a page open first, longest waiting first; those who left after them.
+    this.entries = [...sessions].sort((a, b) => (!a.away_since - !b.away_since) * -1 || a.since - b.since);
     this.render();
   }
 
   render() {
     const { list, empty, count } = this.els;
-    const waiting = this.entries.filter((e) => !e.viewers).length;
+    const waiting = this.entries.filter((e) => !e.viewers && !e.away_since).length;
     count.textContent = String(this.entries.length);
     count.setAttribute('aria-label', `${this.entries.length} shared sessions, ${waiting} without an agent`);
     empty.hidden = !this.received || this.entries.length > 0;
@@ -95,17 +96,23 @@ export class QueuePanel {
     const name = entry.name || 'Visitor';
     const watched = entry.viewers > 0;
     const open = entry.session == this.current;
-    const status = watched
-      ? h('span', { className: 'badge badge-live' }, icon(...ICONS.eye), `${entry.viewers} watching`)
-      : h('span', { className: 'badge badge-wait' }, 'Waiting');
+    const away = entry.away_since > 0; // no page open: closed, or gone; they may still come back
+    const status = away
+      ? h('span', { className: 'badge badge-away', title: 'The visitor has no page open. The session ends if they do not come back.' },
+        'Left')
+      : watched
+        ? h('span', { className: 'badge badge-live' }, icon(...ICONS.eye), `${entry.viewers} watching`)
+        : h('span', { className: 'badge badge-wait' }, 'Waiting');
+    const state = away ? `left ${duration(Date.now() / 1000 - entry.away_since)} ago`
+      : `${watched ? entry.viewers + ' watching' : 'waiting'} for ${duration(this.waitOf(entry))}`;
     return h('li', { className: 'queue-item' },
       h('button', {
         type: 'button',
-        className: 'queue-card' + (open ? ' is-open' : ''),
+        className: 'queue-card' + (open ? ' is-open' : '') + (away ? ' is-away' : ''),
         'data-session': entry.session,
         'aria-current': open ? 'true' : null,
         'aria-label': `${name} on ${entry.site}: ${entry.title || shortUrl(entry.url)}. ` +
-          `${watched ? entry.viewers + ' watching' : 'waiting'} for ${duration(this.waitOf(entry))}. Join.`,
+          `${state}. Join.`,
         onclick: () => this.onJoin({ session: entry.session }),
       },
       h('span', { className: 'queue-top' },

@@ -363,7 +363,7 @@ class SessionView {
     this.timer = setInterval(() => this.renderInfo(), 1000);
     for (const state of joined.tabs || []) this.updateTab(state);
     this.setViewers(this.viewers);
-    this.setOverlay(this.tabs.size ? 'loading' : 'no-tabs');
+    this.setOverlay(this.tabs.size ? (this.anyOpen() ? 'loading' : 'left') : 'no-tabs');
     this.renderInfo();
   }
 
@@ -380,7 +380,12 @@ class SessionView {
     this.site = joined.site || this.site;
     for (const state of joined.tabs || []) this.updateTab(state);
     this.setViewers(joined.viewers || []);
-    this.setOverlay(this.anyReady() ? null : 'loading');
+    this.setOverlay(this.anyReady() ? null : this.anyOpen() ? 'loading' : 'left');
+  }
+
+  anyOpen() {
+    for (const tab of this.tabs.values()) if (tab.state.open !== false) return true;
+    return false;
   }
 
   anyReady() {
@@ -445,7 +450,11 @@ class SessionView {
       if (this.active == tab.id) {
         const other = [...this.tabs.values()].find((t) => t.state.open !== false && t.replay.ready);
         if (other) this.select(other.id, false);
+        else this.setOverlay('closed');
       }
+      if (!this.anyOpen()) this.setOverlay('left'); // whichever tab is shown
+    } else if (this.active == tab.id && (this.overlay == 'closed' || this.overlay == 'left')) {
+      this.setOverlay(tab.replay.ready ? null : 'loading'); // the visitor is back on this tab
     }
     this.renderTabsCount();
     if (this.active == tab.id) this.renderInfo();
@@ -466,7 +475,7 @@ class SessionView {
     if (tab.replay.size) this.renderSize(tab.replay.size);
     else this.renderSize(null);
     if (!this.ended) {
-      if (tab.state.open === false) this.setOverlay('closed');
+      if (tab.state.open === false) this.setOverlay(this.anyOpen() ? 'closed' : 'left');
       else this.setOverlay(tab.replay.ready ? null : 'loading');
     }
     if (byAgent) tab.button.focus();
@@ -632,13 +641,16 @@ class SessionView {
       reconnecting: ['Reconnecting…', 'The connection to the server dropped. The view catches up when it is back.'],
       waiting: ['Waiting for the visitor to reconnect…', 'Their page will appear again as soon as they are back.'],
       closed: ['This tab was closed', 'The visitor closed this tab.'],
+      left: ['The visitor has no page open',
+        'They closed it or lost their connection. Their page appears here again if they come back; ' +
+        'otherwise the session ends after a while.'],
     };
     const { overlay, overlayTitle, overlayText, session } = this.els;
     const text = kind && texts[kind];
     overlay.hidden = !text;
-    const stale = kind == 'reconnecting' || kind == 'waiting';
+    const stale = kind == 'reconnecting' || kind == 'waiting' || kind == 'left';
     session.classList.toggle('is-stale', stale);
-    this.els.liveText.textContent = stale ? 'Paused' : 'Live';
+    this.els.liveText.textContent = kind == 'left' ? 'Away' : stale ? 'Paused' : 'Live';
     if (text) {
       overlay.dataset.kind = kind;
       overlayTitle.textContent = text[0];
