@@ -57,8 +57,8 @@ const CSS = [
   ],
   [
     '.l',
-    'pointer-events:auto;position:fixed;right:20px;bottom:20px;box-sizing:border-box;' +
-      'display:flex;align-items:center;gap:8px;height:48px;margin:0;padding:0 20px 0 16px;' +
+    'pointer-events:auto;position:fixed;right:calc(20px + var(--cb-r,0px));bottom:calc(20px + var(--cb-b,0px));' +
+      'box-sizing:border-box;display:flex;align-items:center;gap:8px;height:48px;margin:0;padding:0 20px 0 16px;' +
       'border:0;border-radius:24px;background:' + ACCENT + ';color:' + ACCENT_TEXT + ';' +
       'font:600 15px/1 ' + FONT + ';white-space:nowrap;cursor:pointer;' +
       'box-shadow:0 1px 2px rgba(16,24,40,.14),0 6px 20px rgba(16,24,40,.2);' +
@@ -74,7 +74,7 @@ const CSS = [
   ['.s', 'width:18px;height:18px;margin:2px;box-sizing:border-box;border:2px solid;border-right-color:transparent;border-radius:50%;animation:r .7s linear infinite'],
   ['.sr', 'position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap'],
   '@keyframes r{to{transform:rotate(1turn)}}',
-  '@media (max-width:480px){.l{right:16px;bottom:16px}}',
+  '@media (max-width:480px){.l{right:calc(16px + var(--cb-r,0px));bottom:calc(16px + var(--cb-b,0px))}}',
   '@media (prefers-reduced-motion:reduce){.l,.s{transition:none;animation:none}.l:hover{transform:none}}',
   '@media print{:host{display:none!important}}',
 ];
@@ -168,6 +168,7 @@ function start() {
     root.append(button, status);
     ctx = { api: 1, base, nonce, host, root, button, load };
     D.body.append(host);
+    keepInView();
 
     // Single-page apps sometimes replace <body> or its children wholesale; put
     // the button back when that removes it (bounded, in case a page fights us).
@@ -183,6 +184,34 @@ function start() {
       watch.observe(D.body, { childList: true });
     };
     observe();
+  }
+
+  // Fixed boxes sit at the corner of the layout viewport, which on a phone is
+  // wider than the screen when the page's content is (a wide table), and which
+  // a pinch-zoom leaves behind: the button would be off screen. --cb-r and
+  // --cb-b (used by the button and the widget's panel) say how far that corner
+  // lies beyond the visible one. The host is fixed at the corner, 0 by 0.
+  function keepInView() {
+    const vv = W.visualViewport;
+    if (!vv) return;
+    let queued = 0;
+    const place = () => {
+      queued = 0;
+      const corner = host.getBoundingClientRect();
+      const r = Math.max(0, Math.round(corner.left - vv.offsetLeft - vv.width));
+      const b = Math.max(0, Math.round(corner.top - vv.offsetTop - vv.height));
+      host.style.setProperty('--cb-r', r + 'px');
+      host.style.setProperty('--cb-b', b + 'px');
+    };
+    const soon = () => (queued = queued || requestAnimationFrame(place));
+    vv.addEventListener('resize', soon);
+    vv.addEventListener('scroll', soon);
+    W.addEventListener('resize', soon);
+    W.addEventListener('load', soon);
+    // Content that widens the page later widens the layout viewport without any
+    // event: looked at again when the visitor scrolls (once a frame at most).
+    W.addEventListener('scroll', soon, { passive: true });
+    place();
   }
 
   // A sharing session is running (see widget/store.js: same key, same 10 min

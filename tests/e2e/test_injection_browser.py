@@ -291,3 +291,48 @@ async def test_live_websocket_works_through_the_proxy(page, watch, demo_service)
     await expect(page.locator(f'[data-stock-for="{item.id}"]').first).to_have_text("Only 3 left")
     assert any(f.get("type") == "stock" and f.get("id") == item.id for f in frames)
     await watch.assert_clean()
+
+
+# ---------------------------------------------------------------------------
+# A phone, and a page wider than its screen
+# ---------------------------------------------------------------------------
+
+# Content wider than the screen (a wide table, say) makes a phone's layout
+# viewport wider than what it shows: a box fixed to its corner is off screen.
+WIDE_CONTENT = """
+document.addEventListener('DOMContentLoaded', () => {
+  const wide = document.createElement('div');
+  wide.id = 'too-wide';
+  wide.style.cssText = 'width:720px;height:40px;background:#fde68a';
+  document.body.prepend(wide);
+});
+"""
+ON_SCREEN = """(el) => { const r = el.getBoundingClientRect(), v = visualViewport;
+  return r.left >= v.offsetLeft && r.top >= v.offsetTop
+    && r.right <= v.offsetLeft + v.width && r.bottom <= v.offsetTop + v.height; }"""
+
+
+async def test_button_and_panel_stay_on_a_phone_screen_when_the_page_is_wider(browser, demo_service,
+                                                                             screenshot_dir):
+    ctx = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                    device_scale_factor=2)
+    try:
+        await ctx.add_init_script(WIDE_CONTENT)
+        page = await ctx.new_page()
+        await open_through_proxy(page, demo_service, "/")
+        assert await page.evaluate("() => innerWidth") > 390  # the layout viewport did grow
+        launcher = page.locator(LAUNCHER)
+        assert await launcher.evaluate(ON_SCREEN)
+        await launcher.tap()
+        panel = page.locator(PANEL)
+        await expect(panel).to_be_visible()
+        await page.wait_for_function(ON_SCREEN, arg=await panel.element_handle())
+        await page.screenshot(path=str(screenshot_dir / "phone-wide-page-panel.png"))
+        await page.keyboard.press("Escape")
+        await expect(panel).to_be_hidden()
+        # Content that widens the page later: the button is back in view once the visitor scrolls.
+        await page.evaluate("() => { document.getElementById('too-wide').style.width = '1100px'; }")
+        await page.mouse.wheel(0, 300)
+        await page.wait_for_function(ON_SCREEN, arg=await launcher.element_handle())
+    finally:
+        await ctx.close()

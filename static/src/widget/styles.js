@@ -5,7 +5,8 @@ import { FONT, ACCENT, ACCENT_TEXT } from '../lib/dom.js';
 export const PANEL_CSS = [
   [
     '.p',
-    'pointer-events:auto;position:fixed;right:20px;bottom:84px;box-sizing:border-box;' +
+    'pointer-events:auto;position:fixed;right:calc(20px + var(--cb-r,0px));bottom:calc(84px + var(--cb-b,0px));' +
+      'box-sizing:border-box;' +
       'width:360px;max-width:calc(100vw - 40px);max-height:calc(100vh - 108px);overflow:auto;' +
       'background:#fff;color:#1d2433;border-radius:16px;' +
       'box-shadow:0 2px 6px rgba(16,24,40,.08),0 16px 48px rgba(16,24,40,.22);' +
@@ -135,11 +136,12 @@ export const PANEL_CSS = [
   '@keyframes cb-pulse{50%{opacity:.4}}',
   '@keyframes cb-drop{from{opacity:0;transform:translate(-50%,-8px)}}',
   // Narrow screens: full width, and the names may wrap rather than be cut.
-  '@media (max-width:480px){.bn,.toast{top:8px;left:8px;right:8px;transform:none;width:auto;max-width:none;animation:none}' +
+  '@media (max-width:480px){.bn,.toast{top:8px;left:8px;right:calc(8px + var(--cb-r,0px));transform:none;width:auto;max-width:none;animation:none}' +
     '.bn{gap:8px;padding-left:14px;border-radius:18px;font-size:13.5px}.bn-t{white-space:normal}.bn svg{display:none}}',
   '@media (prefers-reduced-motion:reduce){.bn,.toast,.bn .live,.st.view .dot,.spin{animation:none}}',
   '@keyframes cb-in{from{opacity:0;transform:translateY(8px) scale(.98)}}',
-  '@media (max-width:480px){.p{right:16px;left:16px;width:auto;max-width:none;bottom:76px}}',
+  '@media (max-width:480px){.p{right:calc(16px + var(--cb-r,0px));left:16px;width:auto;max-width:none;' +
+    'bottom:calc(76px + var(--cb-b,0px))}}',
   '@media (prefers-reduced-motion:reduce){.p{animation:none}}',
   // ----- chat: the start card (chat.js; the rest is chat-styles.js, added when the chat is installed) -----
   ['.kh', 'padding:14px;border:1px solid #e4e7ec;border-radius:14px'],
