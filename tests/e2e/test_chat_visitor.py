@@ -463,6 +463,9 @@ async def test_leave_a_message_when_nobody_is_available(page, watch, demo_servic
     wire = Wire().attach(page)
     await open_page(page, demo_service, "/secure/")
     await page.locator(LAUNCHER).click()
+    # Said as the panel opens, not after a click on "Start a chat".
+    await expect(page.locator(START)).to_have_text("Leave a message")
+    await expect(page.locator(f"{ROOT} >> .kh .lead")).to_contain_text("No one is available to chat right now")
     await page.locator(START).click()
     form = page.locator(f"{ROOT} >> form.kfm")
     await expect(form.locator("h3")).to_have_text("Leave a message")

@@ -1,7 +1,9 @@
 // Chat: the "Chat with us" card at the top of the panel and the panel's looks.
-// Nothing goes to the network before the visitor acts: "Start a chat" fetches
-// GET <base>chat/config (pre-chat form? anyone available? else "Leave a
-// message"). The chat itself (chat-main.js: forms, the conversation, files,
+// Nothing goes to the network before the visitor opens the panel: then GET
+// <base>chat/config says whether anyone is available, so the card offers
+// "Start a chat" or "Leave a message" before a click, not after it (and
+// "Start a chat" asks again when that answer is over a minute old; it also
+// holds the pre-chat form). The chat itself (chat-main.js: forms, the conversation, files,
 // emoji, the survey; protocol and storage notes there) is installed on "Start
 // a chat", or at once when a conversation is open (a page load, another tab).
 // It is part of the widget bundle, which loads when the visitor asks for help:
@@ -100,6 +102,12 @@ export function chat(w) {
   // A conversation is open (this page load continues it, or another tab started one).
   const carryOn = () => storedChat() && boot().then((m) => m.resume(), console.warn);
 
+  // The panel opens on the start: say at once whether anyone is there to chat with.
+  w.on('open', () => {
+    if (view != 'home' || storedChat()) return;
+    const text = note.hidden ? '' : note.textContent;
+    loadConfig().then(() => view == 'home' && showHome(text), () => {}); // (a failure shows on "Start a chat")
+  });
   w.on('resume', carryOn);
   addEventListener('storage', (e) => e.key == CHAT_KEY && e.newValue && carryOn());
   showHome();
