@@ -318,6 +318,7 @@ async def test_sharing_from_the_chat_links_the_session(chat_env):
 
 async def test_offline_message_is_stored_once_and_handed_to_mail(chat_env):
     env = chat_env
+    anna = await env.agent()
     visitor = await env.visitor()
     frame = {"t": "leave_message", "key": "offline-key-1", "name": "Vera", "email": "vera@example.com",
              "text": "Call me back"}
@@ -331,6 +332,9 @@ async def test_offline_message_is_stored_once_and_handed_to_mail(chat_env):
         await asyncio.sleep(0.02)
     assert [m.text for m in env.offline] == ["Call me back"]
     assert len(await env.service.offline("open")) == 1
+    # Watching agents are nudged once (not for the repeat), with nothing of the message in the nudge.
+    assert await anna.until("offline_left") == {"t": "offline_left"}
+    assert [f for f in await anna.sync() if f["t"] == "offline_left"] == []
 
 
 async def test_bad_chat_frames_get_error_frames(chat_env):

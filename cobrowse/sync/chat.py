@@ -182,6 +182,11 @@ class HubChat:
                 site=site, key=frame.key, name=frame.name, email=frame.email, department=frame.department,
                 text=frame.text, fields=dict(frame.fields), url=state.url)
             connection.send(p.OfflineStored(key=frame.key))
+            if created:
+                nudge = p.OfflineLeft(department=frame.department or "")
+                for watcher in list(self._watchers.values()):
+                    if not watcher.connection.closed:
+                        watcher.connection.send(nudge)
             if created and self.settings.on_offline is not None:
                 self.hub._persist(self.settings.on_offline(message))
         else:

@@ -584,6 +584,13 @@ class OfflineStored(Message, tag="offline_stored"):
     key: str
 
 
+class OfflineLeft(Message, tag="offline_left"):
+    """To agents watching chats: a visitor left a message; fetch the list again
+    (it carries nothing of the message: the console's API decides who sees it)."""
+
+    department: str = ""
+
+
 # ----- screen share (docs/screenshare.md): WebRTC signalling through the hub ------------
 #
 # Scoped to a co-browse session: the agent escalates a session whose mirrored

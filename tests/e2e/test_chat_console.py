@@ -319,3 +319,30 @@ async def test_messages_written_offline_are_sent_once(contexts, live):
     await expect(page.locator("#chat-status")).to_have_text("Ended")
     _clean(agent.watch)
     _clean(visitor_watch)
+
+
+async def test_a_message_left_while_everyone_is_away_shows_in_the_console_at_once(contexts, live):
+    anna = await open_agent(contexts, live, "anna")
+    await anna.page.locator("#availability").click()  # on a break: nobody is available
+    await expect(anna.page.locator("#availability")).to_have_attribute("aria-checked", "false")
+    count = anna.page.locator("#offline-count")
+    before = int(await count.text_content() or 0) if await count.is_visible() else 0
+
+    visitor, visitor_watch, _ = await open_chat_visitor(contexts, live, "/")
+    await visitor.locator(LAUNCHER).click()
+    start = visitor.locator(f"{ROOT} >> .kh button.go")
+    await expect(start).to_have_text("Leave a message")
+    await start.click()
+    form = visitor.locator(f"{ROOT} >> form.kfm")
+    await form.locator("#cobrowse-o-name").fill("Vera")
+    await form.locator("#cobrowse-o-email").fill("vera@example.com")
+    await form.locator("#cobrowse-o-text").fill("Please call me about order FW-1001.")
+    await form.locator("button[type=submit]").click()
+    await expect(visitor.locator(f"{ROOT} >> .kh h3")).to_have_text("Message sent")
+    # Well within the console's minute of polling: the hub's nudge.
+    await expect(count).to_be_visible(timeout=5000)
+    await expect(count).to_have_text(str(before + 1), timeout=5000)
+    await anna.page.locator("#offline-open").click()
+    await expect(anna.page.locator("#offline-list")).to_contain_text("Vera")
+    _clean(anna.watch)
+    _clean(visitor_watch)

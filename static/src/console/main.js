@@ -345,6 +345,7 @@ function enter(who) {
       session.onReady();
     },
     onFrame: (frame) => {
+      if (frame.t == 'offline_left') return void offline.refreshCount(); // a visitor left a message
       if (offers.handle(frame) || chat.handle(frame) || screen.handle(frame)) return;
       if (frame.t == 'queue') {
         queue.update(frame.sessions || []);

@@ -1,7 +1,8 @@
 // "Messages left while nobody was available": the offline messages visitors
 // left through the widget (GET /api/chat/offline?state=open|resolved), each
 // opened in full and marked resolved (POST /api/chat/offline/<id>/resolve).
-// The count of open ones shows on the top bar's button, refreshed every minute.
+// The count of open ones shows on the top bar's button: refreshed when the hub
+// says a visitor left one (offline_left), and every minute besides.
 
 import { h, fill, duration } from './dom.js';
 import { linkify } from '../lib/linkify.js';
