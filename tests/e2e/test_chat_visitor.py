@@ -538,12 +538,15 @@ async def test_files_transcript_end_and_survey(page, watch, demo_service, screen
             assert "I have a receipt" in transcript and "receipt.txt" in transcript
 
             # The end: confirm, then the survey, then a new chat.
+            share_offer = page.locator(f"{ROOT} >> button.shx")
+            await expect(share_offer).to_be_visible()  # (in a conversation)
             await page.locator(f"{ROOT} >> .ktl button.kn", has_text="End chat").click()
             await page.locator(f"{ROOT} >> .kc button.kend").click()
             assert wire.sent_of("chat_end") == [{"t": "chat_end"}]
             await expect(page.locator(f"{ROOT} >> .kd h3")).to_have_text("This chat has ended")
             await expect(page.locator(f"{ROOT} >> .kd h3")).to_be_focused()
             await expect(page.locator(INPUT)).to_be_hidden()
+            await expect(share_offer).to_be_hidden()  # nobody left to show the page to
             assert await stored_chat(page) is None
             survey = page.locator(f"{ROOT} >> form.ksv")
             await survey.locator("button[type=submit]").click()

@@ -401,6 +401,11 @@ async def test_banner_names_the_viewer_and_stops_sharing(page, watch, demo_servi
         await expect(banner).to_contain_text("Anna (support) is viewing this page")
         viewers = await wire.wait(lambda: [v for v in wire.received_of("viewers") if v["viewers"]], "viewers")
         assert viewers[-1]["viewers"] == [{"name": "Anna", "role": "agent"}]
+        # The code was for the agent to find them: once one has joined, the panel no longer shows it.
+        await page.locator(LAUNCHER).click()
+        await expect(page.locator(f"{ROOT} >> .lv .st")).to_contain_text("Anna")
+        await expect(page.locator(f"{ROOT} >> .cb")).to_be_hidden()
+        await page.keyboard.press("Escape")
         # The agent got the page as it is now.
         assert any(f["reset"] for f in agent.of("tab_rr"))
         await expect(page.locator(f"{ROOT} >> .fr")).to_be_visible()

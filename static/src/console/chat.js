@@ -979,10 +979,11 @@ export class ChatController {
   renderStage(conv) {
     const els = this.els;
     const name = conv.visitor || 'The visitor';
-    els.stageTitle.textContent = conv.status == 'ended' ? 'Chat ended' : conv.everShared ? 'Screen sharing ended' : 'Not sharing yet';
+    // (This is the page the visitor shares from the chat, not screen sharing, which the right column offers.)
+    els.stageTitle.textContent = conv.status == 'ended' ? 'Chat ended' : conv.everShared ? 'Page sharing ended' : 'Not sharing yet';
     els.stageText.textContent = conv.status == 'ended'
       ? `The chat with ${name} has ended.`
-      : `${name} has not shared their screen${conv.everShared ? ' any more' : ''}. They can share it from the chat: ` +
+      : `${name} is not sharing their page${conv.everShared ? ' any more' : ' yet'}. They can share it from the chat: ` +
         '“Share my page with the agent” in their chat window. It opens here as soon as they do.';
     const facts = [];
     const fact = (label, value) => {

@@ -253,6 +253,7 @@ export function install(w, ui) {
     hint.hidden = !!(bySeq.size || pending.size || status);
     const ended = status == 'ended';
     composer.hidden = ended;
+    w.panel.classList.toggle('k-e', ended); // (styles.js: no "Share my page with the agent" then)
     endButton.hidden = tools.children[3].hidden = !conv;
     if (ended && endBox.hidden) {
       endBox.hidden = false;

@@ -106,7 +106,8 @@ export function consent(w) {
       code.hidden = codeExpiry.hidden = true;
       return;
     }
-    if (!s.code) {
+    if (!s.code || (s.viewers && s.viewers.length)) {
+      // (an agent has joined: nothing more to read out; back if they all leave)
       codeBox.hidden = true;
       return;
     }

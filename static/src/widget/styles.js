@@ -148,7 +148,7 @@ export const PANEL_CSS = [
   ['.go', 'background:' + ACCENT + ';color:' + ACCENT_TEXT + ';box-shadow:0 1px 2px rgba(16,24,40,.12)'],
   ['.go:hover', 'filter:brightness(1.1)'],
   // consent.js's "Share my page with the agent", shown only in a conversation (.p.k-c)
-  ['.p:not(.k-c) .shx', 'display:none'],
+  ['.p:not(.k-c) .shx,.p.k-e .shx', 'display:none'],
   [
     '.shx',
     'display:flex;align-items:center;gap:8px;width:100%;margin:0;padding:6px 0;border:0;background:none;color:' + ACCENT + ';' +
