@@ -466,9 +466,13 @@ async def test_leave_a_message_when_nobody_is_available(page, watch, demo_servic
     # Said as the panel opens, not after a click on "Start a chat".
     await expect(page.locator(START)).to_have_text("Leave a message")
     await expect(page.locator(f"{ROOT} >> .kh .lead")).to_contain_text("No one is available to chat right now")
+    # A name typed for sharing the page is not asked for again.
+    await page.locator(f"{ROOT} >> #cobrowse-name").fill("Ada Typed")
     await page.locator(START).click()
     form = page.locator(f"{ROOT} >> form.kfm")
     await expect(form.locator("h3")).to_have_text("Leave a message")
+    await expect(form.locator("#cobrowse-o-name")).to_have_value("Ada Typed")
+    await form.locator("#cobrowse-o-name").fill("")
     await form.locator("button[type=submit]").click()
     await expect(form.locator("#cobrowse-o-name")).to_be_focused()
     await expect(form.locator("#cobrowse-o-text-e")).to_have_text("Please fill in \u201cYour message\u201d.")

@@ -118,15 +118,22 @@ export function install(w, ui) {
 
   // ----- the start (the card is chat.js's) -------------------------------------
 
+  // The name the visitor may have typed to share their page (consent.js): not asked twice.
+  function typedName() {
+    const input = w.ctx.root.getElementById('cobrowse-name');
+    const name = input ? input.value.trim() : '';
+    return name ? { name } : null;
+  }
+
   function begin() {
     cfg = ui.cfg() || {};
-    if (cfg.available === false) return leaveMessage();
+    if (cfg.available === false) return leaveMessage(typedName());
     if (!cfg.prechat) return chatView(true);
     const form = chatForm(cfg, {
       title: 'Before we start',
       lead: 'Tell us a little about you, so we can help you faster.',
       submit: 'Start chat',
-      prefill: form0,
+      prefill: form0 || typedName(),
       onBack: () => showHome(),
       onSubmit(v) {
         form0 = v;
@@ -142,6 +149,7 @@ export function install(w, ui) {
   function startChat(v) {
     start = { t: 'chat_start', key: randomId(), url: location.href, title: document.title };
     if (v) Object.assign(start, { name: v.name, email: v.email, department: v.department || '', fields: v.fields });
+    else if (typedName()) start.name = typedName().name;
     status = 'starting';
     hold();
     send(start);
@@ -631,7 +639,7 @@ export function install(w, ui) {
         start = null;
         status = '';
         if (!conv) release();
-        if (/^(offline|unavailable|no_agents?)$/.test(m.code) && cfg.offline !== false) return leaveMessage(form0);
+        if (/^(offline|unavailable|no_agents?)$/.test(m.code) && cfg.offline !== false) return leaveMessage(form0 || typedName());
       }
       // Typing and seen are best effort: not worth a word to the visitor.
       if (re != 'chat_typing' && re != 'chat_seen') showError(text);
