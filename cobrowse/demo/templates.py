@@ -332,10 +332,10 @@ def cart_page(cart: Cart, ctx: PageContext, *, flash: str = "", flash_kind: str 
 <div><a class="cart-product-name" href="{e(line.product.url)}">{e(line.product.name)}</a>
 <span class="muted">Colour: {e(line.colour)}</span>
 <button class="link-btn" type="submit" form="remove-{e(line.key)}">Remove</button></div></div></td>
-<td class="num">{money(line.product.price)}</td>
-<td class="num"><label class="visually-hidden" for="qty-{e(line.key)}">Quantity of {e(line.product.name)}</label>
+<td class="num" data-label="Price">{money(line.product.price)}</td>
+<td class="num" data-label="Quantity"><label class="visually-hidden" for="qty-{e(line.key)}">Quantity of {e(line.product.name)}</label>
 <input class="qty-input" type="number" id="qty-{e(line.key)}" name="qty-{e(line.key)}" value="{line.qty}" min="0" max="99" inputmode="numeric"></td>
-<td class="num">{money(line.total)}</td>
+<td class="num" data-label="Total">{money(line.total)}</td>
 </tr>"""
             for line in cart.lines
         )
@@ -654,7 +654,8 @@ def shipping_page(compressed: bool, ctx: PageContext) -> str:
             "This page was served uncompressed, because your browser did not accept gzip.</p>"
         )
     rows = "\n".join(
-        f"<tr><th scope=\"row\">{e(name)}</th><td>{e(std)}</td><td>{e(exp)}</td><td>{e(days)}</td></tr>"
+        f'<tr><th scope="row">{e(name)}</th><td data-label="Standard">{e(std)}</td>'
+        f'<td data-label="Express">{e(exp)}</td><td data-label="Delivery time">{e(days)}</td></tr>'
         for name, std, exp, days in (
             ("Netherlands", "€4.90 · free over €50", "€9.90", "1–2 days"),
             ("Belgium & Germany", "€6.90 · free over €75", "€14.90", "2–3 days"),
@@ -694,12 +695,14 @@ def shipping_page(compressed: bool, ctx: PageContext) -> str:
 <div class="content-grid">
 <section class="panel prose">
 <h2>Delivery rates</h2>
+<div class="table-scroll">
 <table class="data-table">
 <thead><tr><th scope="col">Destination</th><th scope="col">Standard</th><th scope="col">Express</th><th scope="col">Delivery time</th></tr></thead>
 <tbody>
 {rows}
 </tbody>
 </table>
+</div>
 <h2>Packaging</h2>
 <p>We pack every order by hand in recycled cardboard with paper tape and paper padding. No plastic, and every box is reusable. Fragile ceramics travel in a moulded pulp insert.</p>
 <h2>Returns</h2>
