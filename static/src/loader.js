@@ -27,7 +27,8 @@
 // chat is open, "cobrowse:chat" (widget/store.js writes both). On a page load
 // with a recent one, the loader mounts at once, loads the widget (which holds
 // the chat; and, when sharing, the recorder) without a click, and calls widget.resume(ctx), which
-// reconnects (the panel stays closed; the chat shows a count of new messages
+// reconnects (the panel opens again only if it was open as this tab left its
+// last page, see widget/index.js; else the chat shows a count of new messages
 // on the button). No other page load touches the widget.
 
 import { h, icon, adopt, FONT, ACCENT, ACCENT_TEXT } from './lib/dom.js';

@@ -307,6 +307,15 @@ async def test_page_loads_keep_the_conversation_and_count_new_messages(page, wat
         await expect(page.locator(INPUT)).to_be_focused()
         last = agent.messages(conversation)[-1]["seq"]
         await wire.wait(lambda: [s for s in wire.sent_of("chat_seen") if s["read"] >= last], "read after opening")
+
+        # Left with the panel open, the next page opens it again: the conversation goes on in view.
+        resumes = len(wire.sent_of("chat_resume"))
+        await page.locator("a[href='/cart']").first.click()
+        await page.wait_for_url(re.compile(r"/cart$"))
+        await wire.wait(lambda: wire.sent_of("chat_resume")[resumes:], "chat_resume on the next page")
+        await expect(page.locator(PANEL)).to_be_visible()
+        await expect(page.locator(f"{ROOT} >> .km", has_text="Are you still there?")).to_be_visible()
+        await expect(page.locator(LAUNCHER)).to_have_attribute("aria-expanded", "true")
         await watch.assert_clean()
     finally:
         await agent.close()

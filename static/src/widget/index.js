@@ -4,8 +4,10 @@
 // It registers window.__cobrowseWidget = {api, open(ctx), close(), toggle(ctx),
 // isOpen(), resume(ctx)}; see loader.js for ctx. resume(ctx) is called by the
 // loader, without a click, on a page load during a sharing session the visitor
-// agreed to or while their chat is open: it builds the widget (panel closed)
-// and resumes sharing and the chat.
+// agreed to or while their chat is open: it builds the widget and resumes
+// sharing and the chat, with the panel open again if it was open when this
+// tab left its last page (the code being read out, a conversation going on),
+// closed otherwise.
 // The panel frame lives in panel.js, and each feature is its own module listed
 // in FEATURES below:
 //   socket.js   the one websocket to the hub, shared by every feature (API below)
@@ -59,6 +61,7 @@
 
 import { h } from '../lib/dom.js';
 import { hub } from './events.js';
+import { storedSession, storedChat } from './store.js';
 import { createPanel } from './panel.js';
 import { intro } from './intro.js';
 import { socket } from './socket.js';
@@ -110,7 +113,28 @@ function build(ctx) {
   }
 }
 
-function open(ctx) {
+// Whether this tab's panel was open as it left a page, while sharing or
+// chatting (nothing is stored for a visitor who only looked at the panel).
+const PANEL_KEY = 'cobrowse:panel';
+function rememberPanel() {
+  try {
+    if (opened && (storedSession() || storedChat())) sessionStorage.setItem(PANEL_KEY, '1');
+    else sessionStorage.removeItem(PANEL_KEY);
+  } catch (e) {
+    // no storage: the panel starts closed
+  }
+}
+
+function panelWasOpen() {
+  try {
+    return sessionStorage.getItem(PANEL_KEY) == '1';
+  } catch (e) {
+    return false;
+  }
+}
+
+// focus: false when the page has just loaded (its own focus stays where it is).
+function open(ctx, focus = true) {
   if (!w) build(ctx);
   if (!opened) {
     opened = true;
@@ -119,8 +143,9 @@ function open(ctx) {
     w.emit('open');
   }
   // (a feature may have put focus on its own control, e.g. the chat's input)
-  if (!w.panel.contains(ctx.root.activeElement)) w.panel.focus();
+  if (focus && !w.panel.contains(ctx.root.activeElement)) w.panel.focus();
 }
+addEventListener('pagehide', rememberPanel);
 
 // refocus: give focus back to the launcher (after Esc or the close button),
 // as a dialog should; not when focus is elsewhere on the page.
@@ -145,6 +170,7 @@ if (!window.__cobrowseWidget) {
     resume(ctx) {
       if (!w) build(ctx);
       w.emit('resume');
+      if (panelWasOpen()) open(ctx, false);
     },
   };
 }
