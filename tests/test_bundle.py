@@ -197,7 +197,11 @@ def test_build_is_deterministic(bundle: Path, manifest: dict) -> None:
 
 # --- in a real browser -------------------------------------------------------
 
-CSP = "default-src 'none'; script-src 'nonce-abc' 'strict-dynamic'; style-src 'self'"
+# connect-src 'self': what a site that pastes our tag must allow (README), and what the
+# proxy adds itself: the widget asks chat/config as its panel opens.
+CSP = "default-src 'none'; script-src 'nonce-abc' 'strict-dynamic'; style-src 'self'; connect-src 'self'"
+# The chat's settings as the service would answer them: nobody available.
+CHAT_CONFIG = b'{"enabled": true, "available": false, "offline": true, "prechat": false}'
 PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>t</title>
 <script src="/help/loader.js" nonce="abc" async></script>
 <script src="/help/loader.js" nonce="abc" async></script></head>
@@ -238,6 +242,8 @@ class _Handler(SimpleHTTPRequestHandler):
             if path == "/slow.svg":
                 time.sleep(0.5)  # the page's load event waits for it
             body, ctype = b'<svg xmlns="http://www.w3.org/2000/svg"/>', "image/svg+xml"
+        elif path == "/help/chat/config":
+            body, ctype = CHAT_CONFIG, "application/json"
         elif path == "/help/loader.js":
             body, ctype = (DIST / "loader.js").read_bytes(), "text/javascript"
         elif path.startswith("/help/static/") and (DIST / path.rsplit("/", 1)[1]).is_file():
@@ -305,6 +311,7 @@ def test_loader_and_widget_work_under_a_strict_csp(bundle: Path) -> None:
         panel = page.locator("#cobrowse-root >> section.p")
         panel.wait_for(state="visible", timeout=5000)
         assert "nothing is shared until you agree" in panel.inner_text()
+        page.locator("#cobrowse-root >> .kh button.go", has_text="Leave a message").wait_for(timeout=5000)
         assert launcher.get_attribute("aria-expanded") == "true"
         page.keyboard.press("Escape")
         panel.wait_for(state="hidden")
