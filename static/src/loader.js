@@ -196,11 +196,15 @@ function start() {
     const vv = W.visualViewport;
     if (!vv) return;
     let queued = 0;
+    let was = '';
     const place = () => {
       queued = 0;
       const corner = host.getBoundingClientRect();
       const r = Math.max(0, Math.round(corner.left - vv.offsetLeft - vv.width));
       const b = Math.max(0, Math.round(corner.top - vv.offsetTop - vv.height));
+      // (unchanged, as on almost every scroll: no style work for the page)
+      if (r + ',' + b == was) return;
+      was = r + ',' + b;
       host.style.setProperty('--cb-r', r + 'px');
       host.style.setProperty('--cb-b', b + 'px');
     };

@@ -149,7 +149,7 @@ export function install(w, ui) {
   function startChat(v) {
     start = { t: 'chat_start', key: randomId(), url: location.href, title: document.title };
     if (v) Object.assign(start, { name: v.name, email: v.email, department: v.department || '', fields: v.fields });
-    else if (typedName()) start.name = typedName().name;
+    else Object.assign(start, typedName());
     status = 'starting';
     hold();
     send(start);
