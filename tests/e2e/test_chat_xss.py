@@ -48,17 +48,19 @@ CORPUS = [
 ]
 WELCOME = ('<p>Welcome <b>friend</b> <img src=x onerror="window.__xss=1"><script>window.__xss=1</script>'
            '<a href="javascript:window.__xss=1">bad link</a> <a href="https://example.com/help">help</a></p>')
+# A department's name is the site owner's words, shown to agents in place of its id.
+DEPARTMENT_NAME = 'Billing <img src=x onerror="window.__xss=1">'
 TRAP = "window.__xss = undefined; window.addEventListener('error', () => {});"
 
 
 def _with_hostile_chat_settings(config):
-    from cobrowse.config import ChatField
+    from cobrowse.config import ChatField, Department
 
     chat = dataclasses.replace(config.chat, prechat=True, welcome_message=WELCOME, fields=(
         ChatField(name="order", label="Order number"),
         ChatField(name="topic", label="Topic", type="select", options=("Orders", "<b>Other</b>")),
     ))
-    return dataclasses.replace(config, chat=chat)
+    return dataclasses.replace(config, chat=chat, departments=(Department(id="billing", name=DEPARTMENT_NAME),))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope=LOOP_SCOPE)
@@ -96,12 +98,14 @@ async def test_hostile_visitor_input_stays_text_in_the_console(contexts, xss_liv
     await visitor._open()
     visitor.reader = asyncio.ensure_future(visitor._read(visitor.ws))
     await visitor.write({"t": "chat_start", "key": "xss-start-key", "name": CORPUS[0], "email": "v@example.com",
-                         "fields": {"order": CORPUS[1], "topic": "Orders"}})
+                         "department": "billing", "fields": {"order": CORPUS[1], "topic": "Orders"}})
     await visitor.wait_for(lambda: visitor.token is not None, "chat_started")
     for payload in CORPUS:
         await visitor.send(payload)
     await visitor.wait_for(lambda: not visitor.outbox, "acks")
 
+    # The offer names the department (not its id "billing"), as text.
+    await expect(agent.page.locator(".offer .offer-dept")).to_have_text(DEPARTMENT_NAME)
     await accept_offer(agent, "onerror")  # the name, shown as text in the offer
     log = agent.page.locator(CHAT_LOG)
     for payload in CORPUS:
@@ -117,6 +121,8 @@ async def test_hostile_visitor_input_stays_text_in_the_console(contexts, xss_liv
                      "script:not([src])"):
         assert await agent.page.locator(f"{CHAT_LOG} {selector}").count() == 0, selector
     await expect(agent.page.locator("body")).to_contain_text(CORPUS[1])  # the pre-chat answer, as text
+    await expect(agent.page.locator("#chat-sub .badge-role")).to_have_text(DEPARTMENT_NAME)
+    await expect(agent.page.locator("#chat-stage-facts")).to_contain_text(DEPARTMENT_NAME)
     await visitor.close()
 
 

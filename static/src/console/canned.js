@@ -12,6 +12,7 @@
 
 import { h, fill } from './dom.js';
 import * as chatApi from './chat-api.js';
+import { departmentName, knownDepartments } from './departments.js';
 
 const MAX_SUGGESTIONS = 8;
 const SCOPES = {
@@ -160,7 +161,7 @@ export class CannedSuggest {
         },
       },
       h('span', { className: 'canned-name' }, `/${r.name}`),
-      r.scope != 'agent' ? h('span', { className: 'canned-scope' }, r.scope == 'department' ? r.department || 'department' : 'everyone') : null,
+      r.scope != 'agent' ? h('span', { className: 'canned-scope' }, r.scope == 'department' ? departmentName(r.department) || 'department' : 'everyone') : null,
       h('span', { className: 'canned-body' }, r.body))));
     }
     pop.hidden = false;
@@ -219,7 +220,7 @@ export class CannedSuggest {
 
 // The "Canned replies" dialog: list, create, edit, delete.
 export class CannedManager {
-  // els: {dialog, list, form, name, body, scope, department, departmentRow, error, title, save, cancel, add, close, status}
+  // els: {dialog, list, form, name, body, scope, department, departmentList, departmentRow, error, title, save, cancel, add, close, status}
   constructor(els, store, ctx) {
     this.els = els;
     this.store = store;
@@ -258,7 +259,7 @@ export class CannedManager {
     const { list } = this.els;
     const groups = new Map();
     for (const r of this.store.replies) {
-      const key = r.scope == 'agent' ? 'Yours' : r.scope == 'department' ? `Department: ${r.department || '—'}` : 'Everyone';
+      const key = r.scope == 'agent' ? 'Yours' : r.scope == 'department' ? `Department: ${departmentName(r.department) || '—'}` : 'Everyone';
       if (!groups.has(key)) groups.set(key, []);
       groups.get(key).push(r);
     }
@@ -293,6 +294,8 @@ export class CannedManager {
       els.scope.value = fresh ? 'agent' : reply.scope;
       els.scope.disabled = !fresh; // a reply stays where it was made
       els.department.value = fresh ? '' : reply.department || '';
+      // The configured departments, offered by id (what the server checks) with their names.
+      if (els.departmentList) fill(els.departmentList, knownDepartments().map((d) => h('option', { value: d.id }, d.name)));
       this.scopeChanged();
       els.name.focus();
     }

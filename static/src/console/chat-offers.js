@@ -15,6 +15,7 @@
 
 import { h, fill, icon, ICONS, duration, shortUrl } from './dom.js';
 import { initials } from './queue.js';
+import { departmentName } from './departments.js';
 
 const AVAILABLE_KEY = 'cobrowse:chat-available';
 const TAKEN_SHOWN = 4000; // ms the "Ann took this chat" line stays
@@ -217,7 +218,7 @@ export class ChatOffers {
       h('div', { className: 'offer-top' },
         h('span', { className: 'avatar avatar-sm', 'aria-hidden': 'true' }, initials(name)),
         h('span', { className: 'offer-name' }, name),
-        o.department ? h('span', { className: 'badge badge-role offer-dept' }, o.department) : null,
+        o.department ? h('span', { className: 'badge badge-role offer-dept' }, departmentName(o.department)) : null,
         isNew ? h('span', { className: 'badge badge-new' }, 'New') : null),
       o.preview ? h('p', { className: 'offer-preview' }, `“${o.preview}”`) : null,
       o.url ? h('span', { className: 'queue-url' }, icon(...ICONS.globe), h('span', { title: o.url }, hostAndPath(o.url))) : null,
@@ -226,7 +227,7 @@ export class ChatOffers {
           h('span', { 'data-offer-since': String(o.since) }, `waiting ${duration(Date.now() / 1000 - o.since)}`)),
         h('button', {
           type: 'button', className: 'btn btn-primary btn-sm', disabled: busy,
-          'aria-label': `Accept the chat with ${name}${o.department ? `, ${o.department}` : ''}`,
+          'aria-label': `Accept the chat with ${name}${o.department ? `, ${departmentName(o.department)}` : ''}`,
           onclick: () => this.accept(o),
         }, busy ? 'Accepting…' : 'Accept')));
   }

@@ -5,6 +5,7 @@
 
 import { h, fill } from './dom.js';
 import * as chatApi from './chat-api.js';
+import { learnDepartments } from './departments.js';
 
 export class TransferDialog {
   // els: {dialog, form, title, toAgent, toDepartment, agent, department, departmentInput, error, submit, cancel}
@@ -38,6 +39,7 @@ export class TransferDialog {
     let targets = null;
     try {
       targets = await chatApi.transferTargets();
+      if (targets) learnDepartments(targets.departments);
     } catch (e) {
       this.error(`Could not load your colleagues: ${e.message}`);
     }

@@ -43,6 +43,7 @@ import { upload } from './chat-files.js';
 import { parseCommand } from './commands.js';
 import { linkify } from '../lib/linkify.js';
 import * as chatApi from './chat-api.js';
+import { departmentName } from './departments.js';
 
 const CHAT_ERRORS = new Set(['chat_open', 'chat_send', 'chat_typing', 'chat_seen', 'chat_end', 'chat_close',
   'chat_transfer', 'chat_sync']);
@@ -788,7 +789,7 @@ export class ChatController {
     }
     conv.transferring = true;
     conv.transferred = target.agent ? `You handed this chat to ${target.name || 'a colleague'}.`
-      : `You put this chat back in the ${target.department} queue.`;
+      : `You put this chat back in the ${departmentName(target.department)} queue.`;
     this.composer.stopTyping();
     this.render();
     this.ctx.announce(conv.transferred);
@@ -903,7 +904,7 @@ export class ChatController {
     els.avatar.textContent = initials(name);
     els.name.textContent = name;
     const sub = [];
-    if (conv.department) sub.push(h('span', { className: 'badge badge-role' }, conv.department));
+    if (conv.department) sub.push(h('span', { className: 'badge badge-role' }, departmentName(conv.department)));
     if (conv.email) sub.push(h('a', { href: `mailto:${conv.email}`, className: 'chat-email' }, conv.email));
     if (conv.url) sub.push(h('span', { className: 'chat-url', title: conv.url }, shortHost(conv.url)));
     fill(els.sub, sub);
@@ -991,7 +992,7 @@ export class ChatController {
     };
     fact('Name', conv.visitor);
     fact('Email', conv.email ? h('a', { href: `mailto:${conv.email}` }, conv.email) : '');
-    fact('Department', conv.department);
+    fact('Department', departmentName(conv.department));
     fact('Started on', conv.url ? linkify(conv.url) : '');
     for (const [k, v] of Object.entries(conv.fields || {})) fact(k, String(v));
     fill(els.stageFacts, facts);

@@ -16,6 +16,7 @@
 //   chat-files.js    file transfer; chat-transfer.js the Transfer dialog; chat-api.js the chat's HTTP API
 //   canned.js        canned replies ("/" in the composer, and their manager)
 //   offline.js       messages left while nobody was available
+//   departments.js   department names for the ids chats carry
 //   emoji.js         the composer's emoji picker
 //   screenshare.js   screen sharing and voice calls on the agent's request (WebRTC)
 //
@@ -32,6 +33,8 @@ import { ChatOffers } from './chat-offers.js';
 import { CannedReplies, CannedManager } from './canned.js';
 import { OfflineMessages } from './offline.js';
 import { ScreenShare } from './screenshare.js';
+import * as chatApi from './chat-api.js';
+import { learnDepartments } from './departments.js';
 
 const els = {
   boot: $('#boot'),
@@ -171,6 +174,7 @@ const cannedManager = new CannedManager({
   body: $('#canned-body'),
   scope: $('#canned-scope'),
   department: $('#canned-department'),
+  departmentList: $('#canned-department-list'),
   departmentRow: $('#canned-department-row'),
   error: $('#canned-error'),
   save: $('#canned-save'),
@@ -337,6 +341,7 @@ function enter(who) {
   chat.stop();
   chat.start(me);
   canned.clear();
+  loadDepartmentNames();
   socket = new AgentSocket(socketUrl(), {
     onReady: () => {
       socket.send({ t: 'watch' });
@@ -358,6 +363,21 @@ function enter(who) {
   }, async () => (await api.me()) != null);
   socket.start();
   window.__cobrowseConsole = { session, queue, socket, chat, offers, canned, screen }; // for the end-to-end tests and debugging
+}
+
+// Chats and messages carry department ids; the console shows their names (departments.js).
+async function loadDepartmentNames() {
+  let targets = null;
+  try {
+    targets = await chatApi.transferTargets();
+  } catch {
+    return; // the ids stay; the Transfer dialog asks again
+  }
+  if (targets && learnDepartments(targets.departments)) {
+    chat.render();
+    offers.render();
+    if (offline.items.length) offline.render();
+  }
 }
 
 function leaveWorkspace(message) {

@@ -7,6 +7,7 @@
 import { h, fill, duration } from './dom.js';
 import { linkify } from '../lib/linkify.js';
 import * as chatApi from './chat-api.js';
+import { departmentName } from './departments.js';
 
 const REFRESH_EVERY = 60_000;
 
@@ -115,7 +116,7 @@ export class OfflineMessages {
       h('span', { className: 'offline-top' },
         h('span', { className: 'offline-name' }, m.name || m.email || 'Visitor'),
         t ? h('span', { className: 'offline-when' }, `${duration((Date.now() - t) / 1000)} ago`) : null),
-      m.department ? h('span', { className: 'badge badge-role' }, m.department) : null,
+      m.department ? h('span', { className: 'badge badge-role' }, departmentName(m.department)) : null,
       h('span', { className: 'offline-preview' }, m.text || '')));
     }));
     this.renderDetail(this.items.find((m) => m.id == this.selected) || null);
@@ -134,7 +135,7 @@ export class OfflineMessages {
     };
     fact('Name', m.name);
     fact('Email', m.email ? h('a', { href: `mailto:${m.email}` }, m.email) : '');
-    fact('Department', m.department);
+    fact('Department', departmentName(m.department));
     fact('Page', m.url ? linkify(m.url) : '');
     fact('Left', t ? new Date(t).toLocaleString() : '');
     const fields = m.fields && typeof m.fields == 'object' ? Object.entries(m.fields) : [];
