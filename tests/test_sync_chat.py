@@ -276,6 +276,36 @@ async def test_another_tab_continues_with_the_token_and_a_stranger_cannot(chat_e
     assert (await stranger.until("error"))["code"] == "no_conversation"
 
 
+async def test_a_reopened_conversation_says_how_far_the_other_side_has_read(chat_env):
+    """After a page load (chat_resume) or a console reload (chat_open), each side
+    learns the other's stored read marks: its own messages stay "Read"."""
+    env = chat_env
+    anna, visitor = await env.agent("anna"), await env.visitor()
+    started = await env.started(visitor)
+    conversation, token = started["conversation"], started["token"]
+    await env.accepted(anna, conversation)
+    await anna.send({"t": "chat_send", "conversation": conversation, "id": "agent-says", "text": "Hello"})
+    agent_seq = (await anna.until("chat_ack", id="agent-says"))["seq"]
+    await visitor.send({"t": "chat_send", "id": "visitor-says", "text": "Hi"})
+    visitor_seq = (await visitor.until("chat_ack", id="visitor-says"))["seq"]
+    await visitor.send({"t": "chat_seen", "delivered": agent_seq, "read": agent_seq})
+    await anna.until("chat_seen", by="visitor")
+    await anna.send({"t": "chat_seen", "conversation": conversation, "delivered": visitor_seq, "read": visitor_seq})
+    await visitor.until("chat_seen", by="agent")
+
+    tab = await env.visitor(tab="T2")
+    await tab.send({"t": "chat_resume", "token": token, "after": 0})
+    await tab.until("chat_history")
+    marks = await tab.until("chat_seen")
+    assert (marks["by"], marks["delivered"], marks["read"]) == ("agent", visitor_seq, visitor_seq)
+
+    console = await env.agent("anna", watch=False)
+    await console.send({"t": "chat_open", "conversation": conversation})
+    await console.until("chat_history")
+    marks = await console.until("chat_seen")
+    assert (marks["by"], marks["delivered"], marks["read"]) == ("visitor", agent_seq, agent_seq)
+
+
 async def test_agents_open_only_what_they_may(chat_env):
     env = chat_env
     anna = await env.agent("anna")

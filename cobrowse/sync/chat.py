@@ -173,6 +173,7 @@ class HubChat:
                 await self.link_session(conversation_id, state.session)
             connection.send(await self._state(conversation_id, for_agents=False))
             await self._history(connection, conversation_id, frame.after, notes=False)
+            await self._send_marks(connection, conversation_id, by="agent")
         elif kind is p.LeaveMessage:
             if not self.settings.offline_enabled:
                 raise ChatError("offline_disabled", "messages cannot be left here")
@@ -272,6 +273,7 @@ class HubChat:
                 self._open(chat, conversation_id)
                 connection.send(await self._state(conversation_id, for_agents=True))
                 await self._history(connection, conversation_id, 0, notes=True)
+                await self._send_marks(connection, conversation_id, by="visitor")
                 return
             self._open(chat, conversation_id)
             taken = p.ChatTaken(conversation=conversation_id, by=_participant(agent))
@@ -293,6 +295,7 @@ class HubChat:
             self._open(chat, conversation_id)
             connection.send(await self._state(conversation_id, for_agents=True))
             await self._history(connection, conversation_id, frame.after, notes=True)
+            await self._send_marks(connection, conversation_id, by="visitor")
             return
         if kind is p.ChatClose:
             self._close(chat, conversation_id)
@@ -493,6 +496,19 @@ class HubChat:
                 connection.release(frame)
             elif frame is not None:
                 connection.deliver(frame)
+
+    async def _send_marks(self, connection: Connection, conversation_id: str, *, by: str) -> None:
+        """How far the other side (``by``) has received and read, for a client that
+        (re)opens a conversation after a page load or a reconnect: the live chat_seen
+        frames went out before it was there, and its own messages would otherwise
+        fall back from "Read" to "Sent"."""
+        conversation = await self.service.get(conversation_id)
+        if conversation is None or connection.closed:
+            return
+        delivered, read = ((conversation.agent_delivered, conversation.agent_read) if by == "agent"
+                           else (conversation.visitor_delivered, conversation.visitor_read))
+        if delivered or read:
+            connection.send(p.ChatSeen(delivered=delivered, read=read, conversation=conversation_id, by=by))
 
     async def _state(self, conversation_id: str, *, for_agents: bool) -> p.ChatState:
         conversation = await self.service.get(conversation_id)

@@ -278,6 +278,11 @@ async def test_page_loads_keep_the_conversation_and_count_new_messages(page, wat
         conversation = await agent.accept_next()
         await agent.say(conversation, "First answer")
         await expect(theirs(page, "First answer")).to_be_visible()
+        # The agent has read the question: the visitor's message says so...
+        question = next(m for m in agent.messages(conversation) if m["text"] == "First question")["seq"]
+        await agent.send({"t": "chat_seen", "conversation": conversation, "delivered": question, "read": question})
+        mine = page.locator(f"{ROOT} >> .km", has_text="First question").locator(".kst")
+        await expect(mine).to_contain_text("Read")
         await page.keyboard.press("Escape")
 
         # A new page: the loader reopens the chat by itself (panel closed) and asks for all of it.
@@ -301,6 +306,7 @@ async def test_page_loads_keep_the_conversation_and_count_new_messages(page, wat
         log = page.locator(LOG)
         await expect(log).to_contain_text("First question")
         await expect(log).to_contain_text("Are you still there?")
+        await expect(mine).to_contain_text("Read")  # ... and still does on the new page
         # Merged by seq, each message once.
         for text in ("First question", "First answer", "Are you still there?"):
             await expect(page.locator(f"{ROOT} >> .km", has_text=text)).to_have_count(1)
