@@ -412,7 +412,30 @@ async def test_banner_names_the_viewer_and_stops_sharing(page, watch, demo_servi
         await page.mouse.click(1000, 700)  # (blank page area: the launcher loses its focus ring)
         await page.screenshot(path=str(screenshot_dir / "visitor-banner.png"), animations="disabled")
 
-        await banner.locator("button").click()
+        # The bar can be made small (it covers the top of the site); the dot, the eye and
+        # the red frame stay, and so does the choice on the next page...
+        await banner.get_by_role("button", name="Make this bar smaller").click()
+        await expect(banner).to_have_class(re.compile(r"\bsm\b"))
+        await expect(banner.locator(".bn-s")).to_be_hidden()
+        await expect(banner.locator(".live")).to_be_visible()
+        await expect(page.locator(f"{ROOT} >> .fr")).to_be_visible()
+        assert (await banner.bounding_box())["width"] < 120
+        await page.screenshot(path=str(screenshot_dir / "visitor-banner-small.png"), animations="disabled")
+        await page.reload()
+        await expect(banner).to_be_visible()
+        await expect(banner).to_have_class(re.compile(r"\bsm\b"))
+        await expect(banner).to_contain_text("Anna (support) is viewing this page")  # (for screen readers)
+        # ... until someone new watches: then it opens by itself and names them.
+        second = await Agent.join(demo_service, shared["code"], username="ben")
+        try:
+            await expect(banner).not_to_have_class(re.compile(r"\bsm\b"))
+            await expect(banner.locator(".bn-s")).to_be_visible()
+            await expect(banner).to_contain_text("Ben (support)")
+        finally:
+            await second.close()
+        await expect(banner).to_contain_text("Anna (support) is viewing this page")
+
+        await banner.locator(".bn-s").click()
         stop = await wire.wait(lambda: wire.sent_of("stop"), "the stop frame")
         assert stop == [{"t": "stop"}]
         ended = await agent.wait(lambda: agent.of("ended"), "ended at the agent")

@@ -17,6 +17,8 @@
 //                  cobrowse:seq      {s: session, n: next event seq} of this tab
 //                  cobrowse:outbox   {c: conversation, m: [{id, text, at}]}: chat
 //                                    messages of this tab not acknowledged yet
+//                  cobrowse:banner   {viewers: ["role:name", ...]}: the "is viewing"
+//                                    bar was made small while these watched
 //
 // Storage can be missing or throw (privacy modes, sandboxed frames, quota):
 // then ids live in memory, sharing works on this page and does not resume.
@@ -30,6 +32,7 @@ const SEQ_KEY = 'cobrowse:seq';
 export const RESUME_WINDOW = 10 * 60 * 1000;
 export const CHAT_KEY = 'cobrowse:chat';
 const OUTBOX_KEY = 'cobrowse:outbox';
+const BANNER_KEY = 'cobrowse:banner';
 // A conversation untouched for this long is not reopened on page loads (the hub
 // ends idle chats long before; the loader applies the same rule).
 export const CHAT_WINDOW = 24 * 3600 * 1000;
@@ -130,3 +133,13 @@ export function storedOutbox(conversation) {
 }
 
 export const saveOutbox = (conversation, list) => write('sessionStorage', OUTBOX_KEY, list.length ? { c: conversation, m: list } : null);
+
+// The viewers (["role:name"]) the visitor made the banner small for, or null.
+export function smallBannerFor() {
+  const b = read('sessionStorage', BANNER_KEY);
+  return b && Array.isArray(b.viewers) ? b.viewers : null;
+}
+
+export function saveSmallBanner(viewers) {
+  write('sessionStorage', BANNER_KEY, viewers ? { viewers } : null);
+}

@@ -110,6 +110,16 @@ export const PANEL_CSS = [
   ],
   ['.bn-s:hover', 'background:#d92d20'],
   ['.bn-s:focus-visible', 'outline:2px solid #fff;outline-offset:2px'],
+  // made small: the dot, the eye and the button to open it again (the text stays for screen readers);
+  // made small, it moves to the bottom left corner, across from the launcher
+  [
+    '.bn.sm',
+    'top:auto;right:auto;left:16px;bottom:calc(25px + var(--cb-b,0px));transform:none;width:max-content;' +
+      'padding:4px 4px 4px 14px;gap:8px',
+  ],
+  ['.bn.sm .bn-s', 'display:none'],
+  ['.bn.sm [role=status]', 'position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap'],
+  ['.bn-z', 'margin-left:-2px'],
   ['.fr', 'position:fixed;top:0;right:0;bottom:0;left:0;box-sizing:border-box;border:3px solid #f04438;pointer-events:none'],
   [
     '.toast',

@@ -6,6 +6,8 @@ export const LOCK = 'M7 11V7a5 5 0 0 1 10 0v4M6 11h12a1 1 0 0 1 1 1v8a1 1 0 0 1-
 export const STOP = 'M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18zM9.5 9.5h5v5h-5z';
 export const INFO = 'M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18zM12 11v5M12 7.8h.01';
 export const CLOSE = 'M6 6l12 12M18 6 6 18';
+export const CHEVRON_UP = 'M6 15l6-6 6 6';
+export const CHEVRON_DOWN = 'M6 9l6 6 6-6';
 
 // "Anna (support)", "Ben (support supervisor)"
 export function viewerName(v) {
