@@ -289,6 +289,10 @@ async def test_no_hello_in_time_closes(env, monkeypatch):
     ("{oops", None),  # not JSON
     ("[1, 2]", None),
     (b"\xff\xfe", None),  # binary, not UTF-8
+    # Nested past what the decoder recurses into: a few kilobytes, in a skipped field too.
+    ('{"t":"rr","seq":0,"ev":[{"type":4,"timestamp":1,"data":' + "[" * 3000 + "]" * 3000 + "}]}", None),
+    ('{"t":"ping","n":1,"z":' + "[" * 3000 + "]" * 3000 + "}", None),
+    ('{"t":"chat_send","id":"abcdefgh","text":"x","z":' + "[" * 3000 + "]" * 3000 + "}", None),
 ])
 async def test_bad_frames_are_answered_counted_and_survived(env, frame, re):
     peer, _ = await env.visitor()
@@ -310,6 +314,19 @@ async def test_agent_bad_frames_are_answered_and_survived(env):
     assert env.hub.bad_frames == 1
     await agent.send({"t": "watch"})
     assert (await agent.recv())["t"] == "queue"
+    await agent.send('{"t":"ping","n":1,"z":' + "[" * 3000 + "]" * 3000 + "}")  # nested too deeply
+    error = await agent.recv()
+    assert (error["code"], error["message"]) == ("bad_frame", "nested too deeply")
+    await agent.send({"t": "ping", "n": 2})
+    assert await agent.recv() == {"t": "pong", "n": 2}
+
+
+async def test_a_first_frame_nested_too_deeply_is_answered(env):
+    peer = await env.raw()
+    await peer.send('{"t":"hello","v":1,"visitor":"a","tab":"b","url":"c","x":' + "[" * 3000 + "]" * 3000 + "}")
+    error = await peer.recv()
+    assert (error["code"], error["message"]) == ("bad_frame", "nested too deeply")
+    assert await peer.closed() == 1008
 
 
 async def test_a_flood_of_bad_frames_closes_the_connection(env):

@@ -441,7 +441,7 @@ class Hub:
                     return False
                 try:
                     frame = p.visitor_decoder.decode(data)
-                except msgspec.MsgspecError:
+                except (msgspec.MsgspecError, RecursionError):  # (the loop below answers bad_frame)
                     frame = None
                 if frame is None or type(frame) in CHAT_VISITOR_FRAMES:
                     limiter.tokens += 1  # not taken after all: the loop below counts it
@@ -689,7 +689,7 @@ class Hub:
                     return laser  # a laser over its rate is dropped quietly; the rest, below
                 try:
                     frame = p.agent_decoder.decode(data)
-                except msgspec.MsgspecError:
+                except (msgspec.MsgspecError, RecursionError):  # (the loop below answers bad_frame)
                     frame = None
                 kind = type(frame)
                 if frame is None or kind in CHAT_AGENT_FRAMES or (laser and kind is not p.Laser) or (
@@ -928,6 +928,10 @@ class Hub:
             reason = str(exc)
         except msgspec.DecodeError as exc:
             reason = f"not valid JSON: {exc}"
+        except RecursionError:
+            # msgspec recurses once per level of nesting, even in fields it skips: a
+            # couple of kilobytes of brackets must not take the connection down.
+            reason = "nested too deeply"
         self.bad_frames += 1
         connection.send(p.Error(code="bad_frame", message=reason[:300], re=p.frame_type(data)))
         return None

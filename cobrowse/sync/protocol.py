@@ -699,7 +699,7 @@ def hello_version(raw: bytes | str, tag: str) -> object:
     """The ``v`` of a frame whose ``t`` is ``tag`` (a hello), whatever else it holds; None otherwise."""
     try:
         frame = _versioned_decoder.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # (RecursionError: nested too deeply)
         return None
     return frame.v if frame.t == tag else None
 
@@ -708,7 +708,7 @@ def frame_type(raw: bytes | str) -> str | None:
     """The ``t`` of a frame that failed to decode, for the error reply (best effort)."""
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # (RecursionError: nested too deeply)
         return None
     kind = value.get("t") if isinstance(value, dict) else None
     return kind if isinstance(kind, str) and len(kind) < 40 else None

@@ -683,7 +683,7 @@ def _update_url_from_meta(tab: Tab, events: list[RrwebEvent]) -> None:
     if events and events[0].type == RR_META:
         try:
             data = msgspec.json.decode(events[0].data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return
         href = data.get("href") if isinstance(data, dict) else None
         if isinstance(href, str):
