@@ -837,7 +837,9 @@ class ChatService:
         if state is not None:
             query = query.where(ChatConversation.status == _enum_value(ConversationStatus, state, "state"))
         if not _is_privileged(user):
-            took_part = sa.select(ChatParticipantRow.conversation_id).where(ChatParticipantRow.user_id == user.user_id)
+            # (as can_open: not the chats they handed on, or a supervisor handed away from them)
+            took_part = sa.select(ChatParticipantRow.conversation_id).where(ChatParticipantRow.user_id == user.user_id,
+                                                                            ChatParticipantRow.left_at.is_(None))
             query = query.where(sa.or_(ChatConversation.agent_id == user.user_id, ChatConversation.id.in_(took_part)))
         query = query.limit(max(1, min(int(limit), 500)))
         async with self.db.session(read_only=True) as s:

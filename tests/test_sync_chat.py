@@ -435,6 +435,39 @@ async def test_who_handed_a_chat_on_writes_no_more(chat_env):
     assert (await bob.until("chat_ack", id="bob-now-1"))["seq"] > 0
 
 
+async def test_a_holder_a_supervisor_transfers_away_from_stops_following_the_chat(chat_env):
+    env = chat_env
+    anna, bob, sam = await env.agent("anna"), await env.agent("bob"), await env.agent("sam", watch=False)
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await env.accepted(anna, conversation)
+    await sam.send({"t": "chat_open", "conversation": conversation})
+    await sam.until("chat_history")
+    await sam.send({"t": "chat_transfer", "conversation": conversation, "agent": env.agents["bob"].user_id})
+    # Anna is told (the event, the state naming Bob), then her socket no longer follows it.
+    event = await anna.until("chat_msg", conversation=conversation)
+    while event["m"]["sender"] != "system" or "transferred" not in event["m"]["text"]:
+        event = await anna.until("chat_msg", conversation=conversation)
+    assert event["m"]["text"] == "Sam transferred this chat to another agent."
+    state = await anna.until("chat_state", conversation=conversation)
+    assert "Anna" not in [a["name"] for a in state["agents"]] and "Bob" in [a["name"] for a in state["agents"]]
+    await anna.sync()
+
+    await visitor.send({"t": "chat_send", "id": "after-the-transfer", "text": "VISITOR-AFTER"})
+    await visitor.until("chat_ack", id="after-the-transfer")
+    await sam.send({"t": "chat_send", "conversation": conversation, "id": "sam-note-1", "text": "NOTE-AFTER",
+                    "private": True})
+    await sam.until("chat_ack", id="sam-note-1")
+    await bob.send({"t": "chat_open", "conversation": conversation})
+    history = await bob.until("chat_history", conversation=conversation)
+    assert {"VISITOR-AFTER", "NOTE-AFTER"} <= {m["text"] for m in history["messages"]}  # (Bob has it)
+    assert "AFTER" not in repr(await anna.sync())
+    await anna.send({"t": "chat_sync", "conversation": conversation, "after": 0})
+    assert (await anna.until("error", re="chat_sync"))["code"] == "not_found"
+    # Nor does her list of recent chats name it (or the visitor) any more.
+    assert await env.service.recent(env.agents["anna"]) == []
+
+
 async def test_a_long_history_comes_a_page_at_a_time(chat_env):
     from cobrowse.sync import chat as hub_chat
 

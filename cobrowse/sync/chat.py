@@ -338,6 +338,7 @@ class HubChat:
             where = f"the {department} team" if department and target is None else "another agent"
             await self._system(conversation_id, f"{agent.name} transferred this chat to {where}.", kind="event")
             await self._broadcast_state(conversation_id)
+            await self._unfollow_lost(conversation_id)
             self.offers_changed()
 
     async def _agent_send(self, chat: AgentChat, conversation_id: str, frame: p.ChatSend,
@@ -379,6 +380,17 @@ class HubChat:
                 return item.message.message
         hub._route(session, out)
         return None
+
+    async def _unfollow_lost(self, conversation_id: str) -> None:
+        """After a transfer, the agents who may no longer open the conversation (the
+        holder a supervisor handed it away from) stop following it: no more messages,
+        notes or history on their sockets. They get the transfer's event and state
+        first, so their console says who has it now."""
+        conversation = await self.service.get(conversation_id)
+        for other in list(self._agents.values()):
+            if conversation_id in other.opened and (
+                    conversation is None or not await self.service.can_open(conversation, _user(other.agent))):
+                self._close(other, conversation_id)
 
     def _open(self, chat: AgentChat, conversation_id: str) -> None:
         if conversation_id not in chat.opened:
