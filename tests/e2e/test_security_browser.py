@@ -42,6 +42,15 @@ BUILD_PAGE = """() => {
   frame.id = 'mf';
   frame.srcdoc = '<!doctype html><p id="fp">ZQframe-text</p><input id="fi" value="ZQframe-default">';
   wrap.append(host, frame);
+  // What a masked element's other attributes and its choices can give away.
+  wrap.dataset.secret = 'ZQdata-attr';
+  wrap.insertAdjacentHTML('beforeend', '<a id="ml" href="/orders/ZQhref">My order</a>'
+    + '<img id="mi" src="data:image/svg+xml,%3Csvg xmlns=%22http://www.w3.org/2000/svg%22/%3E#ZQimg" alt="ZQimg-alt" width="20" height="20">'
+    + '<meter id="mm" value="0.75" min="0" max="1">ZQmeter</meter>'
+    + '<label><input type="checkbox" id="mc1" checked> Newsletter</label>'
+    + '<label><input type="checkbox" id="mc2"> Large print</label>'
+    + '<label><input type="radio" name="zqr" id="mr1" value="ZQradio-one"> One</label>'
+    + '<label><input type="radio" name="zqr" id="mr2" value="ZQradio-two"> Two</label>');
 
   const plain = document.createElement('div');
   const proot = plain.attachShadow({ mode: 'open' });
@@ -79,7 +88,11 @@ async def test_masking_reaches_into_shadow_roots_and_frames(page, watch, demo_se
       const style = document.createElement('style');  // CSS under a mask is still CSS
       style.textContent = '.zq-css-kept { color: red }';
       document.querySelector('[data-cobrowse-mask]').append(style);
+      document.querySelector('[data-cobrowse-mask]').setAttribute('data-late', 'ZQlate-attr');
+      document.getElementById('ml').href = '/orders/ZQhref-later';
     }""")
+    await page.locator("#mc2").check()
+    await page.locator("#mr2").check()
     await page.locator("#plain-host #pi").press_sequentially("plainShadowTyped", delay=5)
     await wire.wait_sent("plainShadowTyped", "typing in an ordinary web component")
 
@@ -87,8 +100,14 @@ async def test_masking_reaches_into_shadow_roots_and_frames(page, watch, demo_se
     leaked = sorted(set(word for word in (
         "ZQshadow-label", "ZQshadow-default", "ZQshadow-area", "ZQshadow-typed", "ZQshadow-later",
         "ZQshadow-added", "ZQframe-text", "ZQframe-default", "ZQframe-typed", "ZQframe-later",
-        "ZQpw-default", "ZQcc-default", "ZQwrap-title") if word in everything))
+        "ZQpw-default", "ZQcc-default", "ZQwrap-title", "ZQdata-attr", "ZQhref", "ZQimg", "ZQmeter", "ZQradio",
+        "ZQlate-attr") if word in everything))
     assert not leaked, f"masked values left the browser: {leaked}"
+    # Nor which boxes are ticked: no checked attribute, no input event saying so.
+    events = [e for rr in wire.sent_of("rr") for e in rr["ev"]]
+    assert '"checked"' not in json.dumps([e for e in events if e["type"] == 2]), "a masked box went out ticked"
+    inputs = [e["data"] for e in events if e["type"] == 3 and e["data"].get("source") == 5]
+    assert inputs and not [d for d in inputs if d.get("isChecked")], inputs
     assert "Plain shadow text" in everything  # ordinary components are not masked
     assert ".zq-css-kept" in everything
     assert "*" * len("ZQshadow-typed") in everything and "*" * len("ZQframe-typed") in everything

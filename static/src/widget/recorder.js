@@ -9,7 +9,9 @@
 //   - everything inside [data-cobrowse-mask] and inside the site owner's own
 //     selectors (Site.mask_selectors): text is replaced by "*" and field values
 //     too; <select> elements there (and card selects) are blocked entirely,
-//     because rrweb would record their chosen option as it is,
+//     because rrweb would record their chosen option as it is; boxes and radio
+//     buttons there never say they are ticked; attributes other than layout
+//     ones (data-*, href, src...) are left out,
 //   - our own UI (#cobrowse-root and everything in its shadow root) is never
 //     recorded at all.
 //
@@ -131,19 +133,24 @@ const ADOPTED_STYLESHEET = 15;
 // nodes, before it leaves: masked text becomes "*", masked values too.
 const SOURCE_INPUT = 5;
 const stars = (text) => text.replace(/\S/g, '*');
-// Attributes of a masked element that show its words.
-const WORDS = ['title', 'alt', 'placeholder', 'aria-label'];
+// Attributes of a masked element that show its words (sent as stars: the shape stays).
+const WORDS = ['title', 'alt', 'placeholder', 'aria-label', 'value'];
+// Attributes a masked element keeps as they are: how it looks and is laid out
+// (SVG shapes too), nothing of what it says. Any other (data-*, href, src...,
+// checked) can carry the private part (an order number in a link, a choice, a
+// photo): left out. (rr_*: rrweb's own, e.g. a blocked element's size.)
+const LAYOUT =
+  /^(class|style|id|type|role|dir|lang|hidden|width|height|colspan|rowspan|rows|cols|size|disabled|readonly|tabindex|for|name|open|rel|_cssText|aria-(hidden|expanded|disabled|haspopup|controls|labelledby|describedby)|xmlns|viewBox|d|fill|stroke|stroke-width|stroke-linecap|stroke-linejoin|fill-rule|clip-rule|points|transform|cx|cy|r|rx|ry|x|y|x1|x2|y1|y2|rr_(?!dataURL).*)$/;
 
 // removed: undefined in a snapshot (the attribute is left out), null in a mutation (it is removed).
-function maskAttributes(tag, a, removed) {
-  for (const name of WORDS) if (typeof a[name] == 'string' && a[name]) a[name] = stars(a[name]);
-  if (tag != 'iframe') return;
-  // A frame's page can travel as markup in an attribute (src..., whose page rrweb
-  // records anyway): under a mask, that markup is not sent.
+function maskAttributes(a, removed) {
   for (const name of Object.keys(a)) {
-    if (!name.startsWith('src')) continue;
-    if (removed === undefined) delete a[name];
-    else a[name] = removed;
+    if (WORDS.includes(name)) {
+      if (typeof a[name] == 'string' && a[name]) a[name] = stars(a[name]);
+    } else if (!LAYOUT.test(name)) {
+      if (removed === undefined) delete a[name];
+      else a[name] = removed;
+    }
   }
 }
 
@@ -163,11 +170,14 @@ function masker(selector, isMasked, mirror) {
       masked = masked || !!(el && el.matches && el.matches(selector));
       if (tag == 'style' || tag == 'script') return; // CSS and placeholders, not the page's words
       const a = sn.attributes || {};
-      if (masked) maskAttributes(tag, a);
+      if (masked) maskAttributes(a);
       if (tag == 'input' || tag == 'textarea' || tag == 'select' || tag == 'option') {
         masked = masked || isMasked(el);
         if (masked && typeof a.value == 'string' && a.value) a.value = '*'.repeat(a.value.length);
-        if (masked && tag == 'option') delete a.selected;
+        if (masked) {
+          delete a.selected;
+          delete a.checked;
+        }
       }
     }
     for (const child of sn.childNodes || []) walk(child, masked);
@@ -189,11 +199,12 @@ function masker(selector, isMasked, mirror) {
       for (const at of d.attributes || []) {
         const el = mirror.getNode(at.id);
         const a = at.attributes || {};
-        if (inside(el, selector)) maskAttributes(el.tagName.toLowerCase(), a, null);
+        if (inside(el, selector)) maskAttributes(a, null);
         if (typeof a.value == 'string' && a.value && isMasked(el)) a.value = '*'.repeat(a.value.length);
       }
-    } else if (d.source == SOURCE_INPUT && typeof d.text == 'string' && d.text) {
-      if (isMasked(mirror.getNode(d.id))) d.text = '*'.repeat(d.text.length);
+    } else if (d.source == SOURCE_INPUT && isMasked(mirror.getNode(d.id))) {
+      if (typeof d.text == 'string') d.text = '*'.repeat(d.text.length);
+      if (d.isChecked) d.isChecked = false; // which box or option was picked is the private part
     }
   };
 }
