@@ -955,6 +955,17 @@ class ChatService:
 
     # -- files ------------------------------------------------------------------
 
+    async def files_sent(self, conversation_id: str, uploader: Uploader | str, *, other_than: str = "") -> int:
+        """How many files ``uploader`` ('visitor' or 'agent') has sent in the conversation,
+        not counting the one with client id ``other_than`` (a retried upload is no new file)."""
+        uploader = _enum_value(Uploader, uploader, "uploader")
+        async with self.db.session(read_only=True) as s:
+            return int(await s.scalar(
+                sa.select(sa.func.count()).select_from(ChatFileRow)
+                .where(ChatFileRow.conversation_id == conversation_id, ChatFileRow.uploader == uploader,
+                       ChatFileRow.client_id != other_than)
+            ) or 0)
+
     async def record_file(
         self,
         conversation_id: str,

@@ -103,6 +103,14 @@ async def receive_upload(request: web.Request, runtime: ChatRuntime, conversatio
         return _error(404, "not_found", "no such conversation")
     if conversation.status == "ended":
         return _error(409, "ended", "this chat has ended")
+    # A visitor's files: only once an agent has joined, and so many per chat. Without
+    # both, anyone who opens a chat could fill the disk, one file after another.
+    most = runtime.options.max_visitor_files
+    if uploader == "visitor":
+        if conversation.status != "active":
+            return _error(409, "not_active", "files can be sent once an agent has joined the chat")
+        if await runtime.service.files_sent(conversation_id, "visitor", other_than=client_id) >= most:
+            return _error(429, "too_many_files", f"at most {most} files can be sent in one chat")
 
     async def chunks():
         while True:
@@ -120,6 +128,11 @@ async def receive_upload(request: web.Request, runtime: ChatRuntime, conversatio
         # Stored and published in seq order with the conversation's other messages (see
         # HubChat.posting); shielded: the client going away must not cut the transaction in half.
         async with runtime.hub_chat.posting(conversation_id):
+            # (again, in turn with this chat's other uploads: those sent meanwhile count)
+            if uploader == "visitor" and \
+                    await runtime.service.files_sent(conversation_id, "visitor", other_than=client_id) >= most:
+                await runtime.files.delete(saved.storage_key)
+                return _error(429, "too_many_files", f"at most {most} files can be sent in one chat")
             message, created = await asyncio.shield(runtime.service.record_file(
                 conversation_id, uploader=uploader, user_id=user_id, name=saved.name, size=saved.size,
                 content_type=saved.content_type, storage_key=saved.storage_key, sha256=saved.sha256,

@@ -130,6 +130,7 @@ class ChatOptions:
     idle_timeout: float = 1800.0  # seconds without a message before a chat ends (idle); 0 = never
     files_dir: str = ""  # where chat files are stored; "" = <data_dir>/files
     max_file_size: int = 10 * 1024 * 1024  # bytes per file
+    max_visitor_files: int = 20  # files a visitor may send in one chat
     file_types: tuple[str, ...] = CHAT_FILE_TYPES  # allowed extensions, lowercase, no dot; () = no files
     fields: tuple[ChatField, ...] = ()  # [[chat.field]]: the pre-chat form's own questions
 
@@ -744,6 +745,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Validator]]] = {
             "idle_timeout": _v_seconds_or_zero,
             "files_dir": _v_str,
             "max_file_size": _v_positive_int,
+            "max_visitor_files": _v_positive_int,
             "file_types": _v_file_types,
         },
     ),

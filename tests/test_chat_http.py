@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import dataclasses
+from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
@@ -151,4 +152,49 @@ async def test_files_and_transcripts_only_for_the_conversations_people(running):
                                  headers={"Origin": "https://evil.example"})
         assert status == 403
     for side in (visitor, anna, stranger):
+        await side.close()
+
+
+async def test_a_visitor_sends_files_only_with_an_agent_and_so_many_per_chat(running):
+    service, cookies = running
+    chat = service.chat.config.chat
+    service.chat.config = dataclasses.replace(service.chat.config,
+                                              chat=dataclasses.replace(chat, max_visitor_files=2))
+    visitor = VisitorClient(f"ws://127.0.0.1:{service.port}/__cobrowse/ws")
+    await visitor.connect()
+    site = f"http://127.0.0.1:{service.port}/__cobrowse/chat"
+    files = service.config.chat_files_dir
+
+    def upload(n: int) -> dict:
+        return {"X-Cobrowse-Chat": visitor.token, "X-Cobrowse-File-Name": f"photo-{n}.png",
+                "Content-Type": "image/png", "X-Cobrowse-Message-Id": f"upload-id-{n:04d}"}
+
+    def stored() -> int:
+        return len(list(Path(files).glob("*"))) if Path(files).is_dir() else 0
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{site}/files", data=b"\x89PNG one", headers=upload(1)) as response:
+            assert response.status == 409, "nobody has joined the chat yet"
+            assert (await response.json())["error"] == "not_active"
+        sam = AgentClient(f"ws://127.0.0.1:{service.console_port}/ws", cookies["sam"], _console(service))
+        await sam.connect()
+        await sam.wait_for(lambda: any(o["conversation"] == visitor.conversation for o in sam.offers), "the offer")
+        await sam.accept(visitor.conversation)
+        for n in (1, 2):
+            async with http.post(f"{site}/files", data=b"\x89PNG %d" % n, headers=upload(n)) as response:
+                assert response.status == 200, await response.text()
+        before = stored()
+        async with http.post(f"{site}/files", data=b"\x89PNG three", headers=upload(3)) as response:
+            assert response.status == 429
+            assert (await response.json())["error"] == "too_many_files"
+        assert stored() == before, "a refused file leaves nothing on disk"
+        async with http.post(f"{site}/files", data=b"\x89PNG 2", headers=upload(2)) as response:
+            assert response.status == 200, "a retried upload is the same file, not a new one"
+        # The agent's own files are not counted.
+        status, _, _ = await _as(http, "POST", service, cookies["sam"],
+                                 f"/api/chat/conversations/{visitor.conversation}/files", data=b"\x89PNG agent",
+                                 headers={"X-Cobrowse-File-Name": "agent.png", "Content-Type": "image/png",
+                                          "X-Cobrowse-Message-Id": "agent-upload-0001"})
+        assert status == 200
+    for side in (visitor, sam):
         await side.close()

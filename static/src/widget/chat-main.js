@@ -443,7 +443,7 @@ export function install(w, ui) {
     const file = picker.files[0];
     picker.value = '';
     if (!file) return;
-    if (!conv) return showError('Send a message first: files can be sent once the chat has started.');
+    if (!conv || status != 'active') return showError('Files can be sent once an agent has joined the chat.');
     const problem = fileProblem(file, cfg);
     if (problem) return showError(problem);
     showError('');
