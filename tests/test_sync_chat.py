@@ -435,6 +435,29 @@ async def test_who_handed_a_chat_on_writes_no_more(chat_env):
     assert (await bob.until("chat_ack", id="bob-now-1"))["seq"] > 0
 
 
+async def test_a_chat_handed_to_a_colleague_opens_in_their_console_at_once(chat_env):
+    env = chat_env
+    anna, bob = await env.agent("anna"), await env.agent("bob")
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await env.accepted(anna, conversation)
+    await visitor.send({"t": "chat_send", "id": "before-handing", "text": "Where is my parcel?"})
+    await visitor.until("chat_ack", id="before-handing")
+    await anna.send({"t": "chat_transfer", "conversation": conversation, "agent": env.agents["bob"].user_id})
+    # Bob asked for nothing: the chat comes to him, with what was said so far.
+    state = await bob.until("chat_state", conversation=conversation)
+    assert state["status"] == "active" and "Bob" in [a["name"] for a in state["agents"]]
+    history = await bob.until("chat_history", conversation=conversation)
+    assert "Where is my parcel?" in [m["text"] for m in history["messages"]]
+    # ... and he follows it from now on.
+    await visitor.send({"t": "chat_send", "id": "after-handing", "text": "Hello Bob"})
+    got = await bob.until("chat_msg", conversation=conversation)
+    while got["m"]["text"] != "Hello Bob":
+        got = await bob.until("chat_msg", conversation=conversation)
+    await bob.send({"t": "chat_send", "conversation": conversation, "id": "bob-answers", "text": "Hi!"})
+    assert (await bob.until("chat_ack", id="bob-answers"))["seq"] > 0
+
+
 async def test_a_holder_a_supervisor_transfers_away_from_stops_following_the_chat(chat_env):
     env = chat_env
     anna, bob, sam = await env.agent("anna"), await env.agent("bob"), await env.agent("sam", watch=False)
@@ -458,9 +481,8 @@ async def test_a_holder_a_supervisor_transfers_away_from_stops_following_the_cha
     await sam.send({"t": "chat_send", "conversation": conversation, "id": "sam-note-1", "text": "NOTE-AFTER",
                     "private": True})
     await sam.until("chat_ack", id="sam-note-1")
-    await bob.send({"t": "chat_open", "conversation": conversation})
-    history = await bob.until("chat_history", conversation=conversation)
-    assert {"VISITOR-AFTER", "NOTE-AFTER"} <= {m["text"] for m in history["messages"]}  # (Bob has it)
+    bob_got = repr(await bob.sync())  # (handed to Bob: he follows it)
+    assert "VISITOR-AFTER" in bob_got and "NOTE-AFTER" in bob_got
     assert "AFTER" not in repr(await anna.sync())
     await anna.send({"t": "chat_sync", "conversation": conversation, "after": 0})
     assert (await anna.until("error", re="chat_sync"))["code"] == "not_found"

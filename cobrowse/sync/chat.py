@@ -339,6 +339,8 @@ class HubChat:
             await self._system(conversation_id, f"{agent.name} transferred this chat to {where}.", kind="event")
             await self._broadcast_state(conversation_id)
             await self._unfollow_lost(conversation_id)
+            if target is not None:
+                await self._hand_to(target, conversation_id)
             self.offers_changed()
 
     async def _agent_send(self, chat: AgentChat, conversation_id: str, frame: p.ChatSend,
@@ -380,6 +382,18 @@ class HubChat:
                 return item.message.message
         hub._route(session, out)
         return None
+
+    async def _hand_to(self, user_id: int, conversation_id: str) -> None:
+        """A chat handed to a named colleague opens in their console at once (as an
+        accepted one does): the state, the history and the visitor's read marks, on
+        each of their sockets that is not following it already."""
+        for other in list(self._agents.values()):
+            if other.agent.user_id != user_id or conversation_id in other.opened or other.connection.closed:
+                continue
+            self._open(other, conversation_id)
+            other.connection.send(await self._state(conversation_id, for_agents=True))
+            await self._history(other.connection, conversation_id, 0, notes=True)
+            await self._send_marks(other.connection, conversation_id, by="visitor")
 
     async def _unfollow_lost(self, conversation_id: str) -> None:
         """After a transfer, the agents who may no longer open the conversation (the

@@ -273,6 +273,34 @@ async def test_two_agents_race_for_one_offer(contexts, live):
     _clean(visitor_watch)
 
 
+async def test_a_chat_handed_to_a_colleague_opens_in_their_console_at_once(contexts, live):
+    anna = await open_agent(contexts, live, "anna")
+    ben = await open_agent(contexts, live, "ben")
+    visitor, visitor_watch, _ = await open_chat_visitor(contexts, live, "/")
+    await start_chat(visitor, "My parcel never arrived")
+    await accept_offer(anna, "Visitor")
+    await expect(anna.page.locator(CHAT_LOG).locator(".msg-visitor", has_text="parcel")).to_be_visible()
+    await expect(ben.page.locator(".ctab")).to_have_count(0)
+
+    await anna.page.locator("#chat-transfer").click()
+    await anna.page.locator("#transfer-agent").select_option(label="Ben (supervisor)")
+    await anna.page.locator("#transfer-submit").click()
+    # Ben did nothing, reloaded nothing: the chat is in his console, with what was said, and he is told.
+    await expect(ben.page.locator(".ctab")).to_have_count(1)
+    await expect(ben.page.locator("#toast")).to_contain_text("handed to you")
+    await expect(ben.page.locator(CHAT_LOG).locator(".msg-visitor", has_text="parcel")).to_be_visible()
+    await expect(visitor.locator(f"{ROOT} >> .ks")).to_contain_text("Ben")
+    await agent_says(ben, "Ben here, let me look")
+    await expect(visitor.locator(VISITOR_LOG)).to_contain_text("Ben here, let me look")
+
+    await ben.page.locator("#chat-end").click()
+    await ben.page.locator("#chat-end-confirm").click()
+    await expect(ben.page.locator("#chat-status")).to_have_text("Ended")
+    for agent in (anna, ben):
+        _clean(agent.watch)
+    _clean(visitor_watch)
+
+
 async def test_messages_written_offline_are_sent_once(contexts, live):
     agent = await open_agent(contexts, live, "anna")
     page = agent.page

@@ -490,6 +490,7 @@ export class ChatController {
   }
 
   onState(frame) {
+    const fresh = !this.convs.has(frame.conversation);
     const conv = this.ensure(frame.conversation);
     const was = conv.status;
     const hadSession = conv.session;
@@ -506,7 +507,14 @@ export class ChatController {
     conv.transferring = false; // a transfer we asked for went through
     const i = this.openRequests.indexOf(conv.id);
     if (i >= 0) this.openRequests.splice(i, 1);
-    if (this.expecting.has(conv.id)) {
+    // Neither accepted nor opened here, and ours: a colleague handed it to us.
+    const handed = fresh && i < 0 && !this.expecting.has(conv.id) && this.isAgent(conv);
+    if (handed) {
+      const text = `You have a chat handed to you: ${conv.visitor || 'a visitor'}.`;
+      this.ctx.toast(text);
+      this.ctx.announce(text);
+      if (!this.selected) this.select(conv.id);
+    } else if (this.expecting.has(conv.id)) {
       this.expecting.delete(conv.id);
       conv.transferred = '';
       this.ctx.offers.accepted(conv.id);
