@@ -474,6 +474,9 @@ async def test_a_holder_a_supervisor_transfers_away_from_stops_following_the_cha
     assert event["m"]["text"] == "Sam transferred this chat to another agent."
     state = await anna.until("chat_state", conversation=conversation)
     assert "Anna" not in [a["name"] for a in state["agents"]] and "Bob" in [a["name"] for a in state["agents"]]
+    # Sam's next chat frame is handled after the transfer has run to its end.
+    await sam.send({"t": "chat_sync", "conversation": conversation, "after": 0})
+    await sam.until("chat_history")
     await anna.sync()
 
     await visitor.send({"t": "chat_send", "id": "after-the-transfer", "text": "VISITOR-AFTER"})
@@ -488,6 +491,80 @@ async def test_a_holder_a_supervisor_transfers_away_from_stops_following_the_cha
     assert (await anna.until("error", re="chat_sync"))["code"] == "not_found"
     # Nor does her list of recent chats name it (or the visitor) any more.
     assert await env.service.recent(env.agents["anna"]) == []
+
+
+async def _shared_in_chat(env, agent: Peer, visitor: Peer, conversation: str) -> str:
+    """The visitor shares from the chat, and ``agent`` watches the page with control."""
+    await visitor.send({"t": "share"})
+    session = (await visitor.until("shared"))["session"]
+    await visitor.send({"t": "rr", "seq": 0, "ev": [meta(), full()]})
+    await agent.until("chat_state", conversation=conversation, session=session)
+    await agent.send({"t": "join", "session": session})
+    await agent.until("joined", session=session)
+    await agent.send({"t": "control_request", "session": session})
+    await visitor.until("control_requested")
+    await visitor.send({"t": "control", "granted": True})
+    await agent.until("control_state", reason="granted")
+    return session
+
+
+async def test_the_page_shared_in_a_chat_goes_with_the_chat_when_it_is_handed_on(chat_env):
+    env = chat_env
+    anna, bob, sam = await env.agent("anna"), await env.agent("bob"), await env.agent("sam", watch=False)
+    await bob.send({"t": "watch"})
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    await env.accepted(anna, conversation)
+    session = await _shared_in_chat(env, anna, visitor, conversation)
+    # The queue names the visitor as the chat does, and says the page is shared in a chat.
+    queue = await bob.until("queue")
+    while not any(e.get("chat") for e in queue["sessions"]):
+        queue = await bob.until("queue")
+    assert [(e["session"], e["name"], e["chat"]) for e in queue["sessions"]] == [(session, "Vera", True)]
+    # Nobody else may watch it from the queue: only those who may open the chat.
+    await bob.send({"t": "join", "session": session})
+    assert (await bob.until("error", re="join"))["code"] == "forbidden"
+    await sam.send({"t": "join", "session": session})
+    await sam.until("joined", session=session)
+
+    await anna.send({"t": "chat_transfer", "conversation": conversation, "agent": env.agents["bob"].user_id})
+    # Anna no longer sees the page nor controls it; for her, the session is over.
+    assert (await anna.until("ended", session=session))["reason"] == "transferred"
+    viewers = await visitor.until("viewers")
+    while "Anna" in [v["name"] for v in viewers["viewers"]]:
+        viewers = await visitor.until("viewers")
+    assert [v["name"] for v in viewers["viewers"]] == ["Sam"]
+    state = await visitor.until("control_state", session=session, reason="left")
+    assert state.get("controller") is None
+    await visitor.send({"t": "rr", "seq": 2, "ev": [meta()]})
+    await visitor.until("ack")
+    assert not [f for f in await anna.sync() if f.get("session") == session]
+    await anna.send({"t": "laser", "session": session, "tab": "T1", "x": 0.5, "y": 0.5})
+    await anna.send({"t": "join", "session": session})
+    assert (await anna.until("error", re="join"))["code"] == "forbidden"
+    # Bob, who holds the chat now, sees the page; the visitor shares on.
+    await bob.send({"t": "join", "session": session})
+    await bob.until("joined", session=session)
+    assert env.hub.sessions[session].ended is None
+
+
+async def test_ending_the_chat_ends_the_page_shared_in_it(chat_env):
+    env = chat_env
+    anna, visitor, conversation = await env.active_chat()
+    session = await _shared_in_chat(env, anna, visitor, conversation)
+    await anna.send({"t": "chat_end", "conversation": conversation})
+    assert (await visitor.until("ended", session=session))["reason"] == "chat_ended"
+    assert (await anna.until("ended", session=session))["reason"] == "chat_ended"
+    assert session not in env.hub.sessions
+
+    # Shared again after the chat ended, the page is a session of its own: anyone may help.
+    await visitor.send({"t": "share"})
+    again = (await visitor.until("shared"))["session"]
+    bob = await env.agent("bob")
+    await visitor.sync()
+    await bob.send({"t": "join", "session": again})
+    await bob.until("joined", session=again)
+    assert env.hub.chat_links == {}
 
 
 async def test_a_long_history_comes_a_page_at_a_time(chat_env):

@@ -662,6 +662,12 @@ async def test_visitor_learns_who_watches(env):
     assert len((await visitor.until("viewers"))["viewers"]) == 2  # Anna once
     await supervisor.send({"t": "leave", "session": shared["session"]})
     assert (await visitor.until("viewers"))["viewers"] == [{"name": "Anna", "role": "agent"}]
+    # Who left sees nothing more of the page.
+    await supervisor.sync()
+    await visitor.events(inc(424242))
+    while numbers(await agent.until("tab_rr")) != [424242]:
+        pass
+    assert not [f for f in await supervisor.sync() if f.get("session") == shared["session"]]
     await agent.close()
     await second_window.close()
     assert (await visitor.until("viewers"))["viewers"] == [{"name": "Anna", "role": "agent"}]

@@ -538,6 +538,9 @@ async def test_hub_posts_the_plain_words_to_a_linked_chat(env):
         async def post_event(self, conversation, text):
             posted.append((conversation, text))
 
+        async def may_join(self, agent, session_id):
+            return None
+
         async def stop(self):
             pass
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
 from .ratelimit import TokenBucket
+from .session import EndReason
 
 if TYPE_CHECKING:  # the hub imports us
     from .hub import AgentIdentity, Connection, Hub
@@ -339,6 +340,7 @@ class HubChat:
             await self._system(conversation_id, f"{agent.name} transferred this chat to {where}.", kind="event")
             await self._broadcast_state(conversation_id)
             await self._unfollow_lost(conversation_id)
+            await self._unjoin_lost(conversation_id)
             if target is not None:
                 await self._hand_to(target, conversation_id)
             self.offers_changed()
@@ -406,6 +408,36 @@ class HubChat:
                     conversation is None or not await self.service.can_open(conversation, _user(other.agent))):
                 self._close(other, conversation_id)
 
+    async def _unjoin_lost(self, conversation_id: str) -> None:
+        """After a transfer, agents who may no longer open the conversation stop seeing the
+        visitor's page too (and lose control of it): the visitor shared it for this chat,
+        with whoever holds it, not with everyone who ever did."""
+        session = self.session_of(conversation_id)
+        if session is None:
+            return
+        conversation = await self.service.get(conversation_id)
+        lost: set[int] = set()
+        for agent in {a.user_id: a for a in self.hub.agents_in(session.id)}.values():
+            if conversation is None or not await self.service.can_open(conversation, _user(agent)):
+                lost.add(agent.user_id)
+        if lost:
+            self.hub.remove_agents(session.id, lost, "transferred")
+
+    async def may_join(self, agent: AgentIdentity, session_id: str) -> str | None:
+        """Why the agent may not join this co-browse session (None: they may). A page
+        shared inside a chat that goes on is for those who may open the chat."""
+        conversation_id = self._linked.get(session_id)
+        if conversation_id is None:
+            return None
+        try:
+            conversation = await self.service.get(conversation_id)
+            if conversation is None or conversation.ended or await self.service.can_open(conversation, _user(agent)):
+                return None
+        except Exception:  # the database is away: refuse now, the console can ask again
+            log.exception("could not check who may join session %s", session_id)
+            return "that could not be checked just now; try again"
+        return "this visitor is sharing their page in a chat with another agent"
+
     def _open(self, chat: AgentChat, conversation_id: str) -> None:
         if conversation_id not in chat.opened:
             chat.opened.add(conversation_id)
@@ -426,8 +458,14 @@ class HubChat:
     async def link_session(self, conversation_id: str, session: CobrowseSession) -> None:
         if self._linked.get(session.id) == conversation_id:
             return
+        conversation = await self.service.get(conversation_id)
+        if conversation is None or conversation.ended:
+            return  # shared after the chat ended: a session of its own, as without a chat
         self._linked[session.id] = conversation_id
         await self.service.link_session(conversation_id, session.id)
+        if not session.name and conversation.visitor_name:
+            session.name = conversation.visitor_name  # the queue says who it is, as the chat does
+        self.hub._publish_queue()  # its card now says it is in a chat
         await self._broadcast_state(conversation_id)
 
     def session_gone(self, session: CobrowseSession) -> None:
@@ -571,6 +609,10 @@ class HubChat:
                 if getattr(exc, "code", None) != "ended":
                     raise
         ended = await self.service.end(conversation_id, by)
+        session = self.session_of(conversation_id)
+        if session is not None:
+            # The visitor shared their page for this chat: it stops with it.
+            self.hub.end_session(session.id, EndReason.CHAT_ENDED)
         await self._broadcast_state(conversation_id)
         if ended is None:
             return  # it had ended already: this side now knows

@@ -284,6 +284,7 @@ class Hub:
         self._queue_sent = -QUEUE_INTERVAL  # loop time of the last queue published
         self._queue_watchers: set[Connection] = set()  # agent connections here that sent `watch`
         self._logins: dict[Connection, _Login] = {}  # agent connections whose login is checked again
+        self._agent_sockets: dict[str, _AgentSocket] = {}  # key -> what the hub knows of that agent socket
         self._login_checks: asyncio.Task | None = None
         # Chat (cobrowse/sync/chat.py), when the service has a chat store: set by the server.
         self.chat: HubChat | None = None
@@ -666,6 +667,7 @@ class Hub:
         self._connections.add(connection)
         connection.subscribe(self.broker, agent_topic(key))
         joined: dict[str, CobrowseSession] = {}
+        self._agent_sockets[key] = _AgentSocket(connection, agent, joined)
         limiter = TokenBucket(rate=20, burst=60, now=self.clock())
         laser_limiter = TokenBucket(rate=LASER_RATE, burst=LASER_BURST, now=self.clock())
         bad_frames = 0
@@ -693,7 +695,7 @@ class Hub:
                     frame = None
                 kind = type(frame)
                 if frame is None or kind in CHAT_AGENT_FRAMES or (laser and kind is not p.Laser) or (
-                        kind is p.Join and authenticate is not None):
+                        kind is p.Join and (authenticate is not None or self.chat is not None)):
                     bucket.tokens += 1  # not taken after all: the loop below counts it
                     return False
                 self._agent_frame(connection, key, agent, joined, frame, peer)
@@ -730,9 +732,17 @@ class Hub:
                         await ws.close(code=1008, message=b"unauthorized")
                         break
                     agent = current
+                    self._agent_sockets[key].agent = current
                     login = self._logins.get(connection)
                     if login is not None:
                         login.agent = current
+                if type(frame) is p.Join and frame.code is None and self.chat is not None and frame.session:
+                    # A page shared inside a chat is for the agents of that chat (a code the
+                    # visitor reads out is their own choice of agent, so it is not asked).
+                    refusal = await self.chat.may_join(agent, frame.session)
+                    if refusal is not None:
+                        connection.send(p.Error(code="forbidden", message=refusal, re="join"))
+                        continue
                 if type(frame) in CHAT_AGENT_FRAMES:
                     if chat is None:
                         connection.send(p.Error(code="chat_disabled", message="chat is not available here",
@@ -744,16 +754,13 @@ class Hub:
                 self._agent_frame(connection, key, agent, joined, frame, peer)
         finally:
             self._logins.pop(connection, None)
+            self._agent_sockets.pop(key, None)
             if chat is not None and self.chat is not None:
                 self.chat.agent_gone(chat)
             self._connections.discard(connection)
             self._queue_watchers.discard(connection)
-            for session in list(joined.values()):
-                self._route(session, session.agent_left(key, self.clock()))
-                self._screen_out(session, self.screens.agent_left(session, key, self.clock()))
-                self._persist(self.store.participant_left(session.id, agent.user_id) if self.store else None)
-            if joined:
-                self._publish_queue()  # viewer counts
+            for session_id in list(joined):
+                self._agent_leaves(key, agent.user_id, joined, session_id)
             await connection.close()
         return ws
 
@@ -819,7 +826,7 @@ class Hub:
                 return
             if session.id not in joined:
                 joined[session.id] = session
-                connection.subscribe(self.broker, agents_topic(session.id))
+                connection.subscribe_named(self.broker, agents_topic(session.id))
                 self._persist(self.store.participant_joined(session.id, agent.user_id, agent.role)
                               if self.store else None)
             viewer = p.Viewer(name=agent.name, role="supervisor" if agent.role != "agent" else "agent")
@@ -827,12 +834,7 @@ class Hub:
             self._screen_out(session, self.screens.agent_joined(session, key, now))
             self._publish_queue()
         elif kind is p.Leave:
-            session = joined.pop(frame.session, None)
-            if session is not None:
-                self._route(session, session.agent_left(key, now))
-                self._screen_out(session, self.screens.agent_left(session, key, now))
-                self._persist(self.store.participant_left(session.id, agent.user_id) if self.store else None)
-                self._publish_queue()
+            self._agent_leaves(key, agent.user_id, joined, frame.session)
         elif kind is p.EndSession:
             session = joined.get(frame.session)
             if session is None:
@@ -873,6 +875,48 @@ class Hub:
             self._route(session, out)
         elif kind is p.AgentHello:
             connection.send(p.Error(code="bad_frame", message="hello was already received", re="agent_hello"))
+
+    def _agent_leaves(self, key: str, user_id: int, joined: dict[str, CobrowseSession], session_id: str) -> bool:
+        """The agent socket ``key`` stops watching the session: it loses control and its
+        screen share, the others see one viewer less."""
+        session = joined.pop(session_id, None)
+        if session is None:
+            return False
+        socket = self._agent_sockets.get(key)
+        if socket is not None:
+            # Nothing more of the page reaches this socket (before, a `leave` kept it coming).
+            socket.connection.unsubscribe_named(agents_topic(session_id))
+        now = self.clock()
+        self._route(session, session.agent_left(key, now))
+        self._screen_out(session, self.screens.agent_left(session, key, now))
+        self._persist(self.store.participant_left(session.id, user_id) if self.store else None)
+        self._publish_queue()  # viewer counts
+        return True
+
+    def agents_in(self, session_id: str) -> list[AgentIdentity]:
+        """The agents whose sockets here watch the session (one entry per socket)."""
+        return [s.agent for s in self._agent_sockets.values() if session_id in s.joined]
+
+    def remove_agents(self, session_id: str, user_ids: set[int], reason: str) -> int:
+        """Takes these users' sockets out of the session, and tells each one
+        ``ended {reason}``: for them the session is over, for everyone else it goes on.
+        Used when a chat is handed on: the agent who handed it on no longer sees the
+        visitor's page. Returns how many sockets were taken out."""
+        removed = 0
+        for key, socket in list(self._agent_sockets.items()):
+            if socket.agent.user_id in user_ids and self._agent_leaves(key, socket.agent.user_id, socket.joined,
+                                                                      session_id):
+                socket.connection.send(p.Ended(session=session_id, reason=reason))
+                removed += 1
+        return removed
+
+    def end_session(self, session_id: str, reason: EndReason) -> bool:
+        """Ends a live session of this process for everyone (e.g. its chat ended)."""
+        session = self.sessions.get(session_id)
+        if session is None or session.ended is not None:
+            return False
+        self._end(session, reason)
+        return True
 
     def _session_to_join(self, connection: Connection, agent: AgentIdentity, frame: p.Join, peer: str,
                          now: float) -> CobrowseSession | None:
@@ -988,7 +1032,13 @@ class Hub:
             self._persist(self.chat.post_event(conversation, text))
 
     def _queue(self) -> p.Queue:
-        return p.Queue(sessions=[s.queue_entry() for s in self.sessions.values() if s.ended is None])
+        entries = []
+        for session in self.sessions.values():
+            if session.ended is None:
+                entry = session.queue_entry()
+                entry.chat = session.id in self.chat_links
+                entries.append(entry)
+        return p.Queue(sessions=entries)
 
     def _publish_queue(self) -> None:
         # The queue is the whole list, sent to every watching agent: changes that
@@ -1092,6 +1142,17 @@ def _is_laser(data: bytes | str) -> bool:
     """A cheap look at a frame's start: clients send ``t`` first (a laser sent otherwise counts as a frame)."""
     head = data[:16].encode() if isinstance(data, str) else data[:16]
     return head.startswith(_LASER_PREFIXES)
+
+
+class _AgentSocket:
+    """An agent socket as the rest of the hub sees it: who, and the sessions it joined."""
+
+    __slots__ = ("connection", "agent", "joined")
+
+    def __init__(self, connection: Connection, agent: AgentIdentity, joined: dict[str, CobrowseSession]) -> None:
+        self.connection = connection
+        self.agent = agent
+        self.joined = joined
 
 
 class _Login:

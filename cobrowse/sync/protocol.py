@@ -277,7 +277,9 @@ class SnapshotPlease(Message, tag="snapshot"):
 
 class Ended(Message, tag="ended"):
     session: str
-    reason: str  # visitor_stopped | agent_ended | idle_timeout | server_shutdown
+    # visitor_stopped | agent_ended | idle_timeout | chat_ended | server_shutdown; to one
+    # agent only, transferred: the chat was handed on, the session goes on without them
+    reason: str
 
 
 class TabState(msgspec.Struct, omit_defaults=True):
@@ -296,6 +298,7 @@ class QueueEntry(msgspec.Struct, omit_defaults=True):
     since: float  # unix time the visitor asked for help
     viewers: int = 0
     away_since: float | None = None  # unix time the visitor's last open page went; None while one is open
+    chat: bool = False  # shared inside a chat: joined from that chat, by those who may open it
 
 
 class Queue(Message, tag="queue"):

@@ -101,6 +101,7 @@ class EndReason(str, Enum):
     VISITOR_STOPPED = "visitor_stopped"
     AGENT_ENDED = "agent_ended"
     IDLE_TIMEOUT = "idle_timeout"
+    CHAT_ENDED = "chat_ended"  # the chat it was shared for ended
     SERVER_SHUTDOWN = "server_shutdown"
 
 

@@ -235,6 +235,10 @@ async def test_chat_offer_accept_messages_canned_note_file_transcript(contexts, 
     await page.locator("#chat-end-confirm").click()
     await expect(page.locator("#chat-status")).to_have_text("Ended")
     await expect(visitor.locator(f"{ROOT} >> .kd")).to_be_visible()
+    # The page was shared for the chat: sharing stops with it, on both sides.
+    await expect(visitor.locator(f"{ROOT} >> .bn")).to_be_hidden()
+    await expect(page.locator("#ended-title")).to_have_text("The chat ended")
+    assert any('"reason":"chat_ended"' in f for f in visitor_frames if '"t":"ended"' in f)
     await page.locator("#chat-close").click()
     await expect(page.locator(".ctab")).to_have_count(0)
     await expect(page.locator("#chat")).to_be_hidden()
@@ -273,7 +277,7 @@ async def test_two_agents_race_for_one_offer(contexts, live):
     _clean(visitor_watch)
 
 
-async def test_a_chat_handed_to_a_colleague_opens_in_their_console_at_once(contexts, live):
+async def test_a_chat_handed_to_a_colleague_opens_in_their_console_at_once(contexts, live, screenshot_dir):
     anna = await open_agent(contexts, live, "anna")
     ben = await open_agent(contexts, live, "ben")
     visitor, visitor_watch, _ = await open_chat_visitor(contexts, live, "/")
@@ -281,6 +285,11 @@ async def test_a_chat_handed_to_a_colleague_opens_in_their_console_at_once(conte
     await accept_offer(anna, "Visitor")
     await expect(anna.page.locator(CHAT_LOG).locator(".msg-visitor", has_text="parcel")).to_be_visible()
     await expect(ben.page.locator(".ctab")).to_have_count(0)
+    # The visitor shares their page for the chat: Anna sees it.
+    await visitor.get_by_role("button", name="Share my page with the agent").click()
+    await visitor.get_by_role("button", name="Share this page").click()
+    await expect(anna.replay().locator("body")).to_be_visible()
+    await expect(visitor.locator(f"{ROOT} >> .bn")).to_contain_text("Anna")
 
     await anna.page.locator("#chat-transfer").click()
     await anna.page.locator("#transfer-agent").select_option(label="Ben (supervisor)")
@@ -290,6 +299,12 @@ async def test_a_chat_handed_to_a_colleague_opens_in_their_console_at_once(conte
     await expect(ben.page.locator("#toast")).to_contain_text("handed to you")
     await expect(ben.page.locator(CHAT_LOG).locator(".msg-visitor", has_text="parcel")).to_be_visible()
     await expect(visitor.locator(f"{ROOT} >> .ks")).to_contain_text("Ben")
+    # The page goes with the chat: Ben sees it, Anna no longer does, and the visitor's bar says so.
+    await expect(ben.replay().locator("body")).to_be_visible()
+    await expect(anna.page.locator("#ended-title")).to_have_text("The chat was handed on")
+    await expect(visitor.locator(f"{ROOT} >> .bn")).to_contain_text("Ben")
+    await expect(visitor.locator(f"{ROOT} >> .bn")).not_to_contain_text("Anna")
+    await anna.page.screenshot(path=str(screenshot_dir / "chat-handed-on-anna.png"))
     await agent_says(ben, "Ben here, let me look")
     await expect(visitor.locator(VISITOR_LOG)).to_contain_text("Ben here, let me look")
 

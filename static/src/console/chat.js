@@ -890,14 +890,14 @@ export class ChatController {
     const parts = [name];
     if (unread) parts.push(`${unread} unread`);
     if (typing) parts.push('typing');
-    if (conv.session) parts.push('sharing their screen');
+    if (conv.session && !conv.transferred) parts.push('sharing their page');
     if (state) parts.push(state.toLowerCase());
     conv.tab.setAttribute('aria-label', parts.join(', '));
     conv.tab.title = parts.join(' · ');
     fill(conv.tab,
       h('span', { className: 'avatar avatar-xs', 'aria-hidden': 'true' }, initials(name)),
       h('span', { className: 'ctab-name' }, name),
-      conv.session ? h('span', { className: 'ctab-share', 'aria-hidden': 'true' }, icon(...SCREEN)) : null,
+      conv.session && !conv.transferred ? h('span', { className: 'ctab-share', 'aria-hidden': 'true' }, icon(...SCREEN)) : null,
       typing ? DOTS() : null,
       unread ? h('span', { className: 'ctab-unread', 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null,
       state ? h('span', { className: 'ctab-state', 'aria-hidden': 'true' }, state) : null);
@@ -920,7 +920,7 @@ export class ChatController {
       : conv.status == 'ended' ? ['Ended', 'ended'] : conv.status == 'waiting' ? ['Waiting', 'wait'] : ['Loading…', 'wait'];
     els.status.textContent = status[0];
     els.status.className = `badge badge-${status[1]}`;
-    els.sharing.hidden = !conv.session;
+    els.sharing.hidden = !conv.session || Boolean(conv.transferred);
     // Close (stop following it) once it is over, or when it is someone else's (a supervisor looking in).
     const over = conv.status == 'ended' || Boolean(conv.transferred);
     els.end.hidden = over;
@@ -968,7 +968,9 @@ export class ChatController {
     const session = this.ctx.session;
     let placeholder = false;
     if (conv && !this.manualStage && !els.column.hidden) {
-      if (conv.session) {
+      // A chat handed on is another agent's, and so is the page shared in it (the hub refuses).
+      const mayWatch = !conv.transferred && (this.isAgent(conv) || Boolean(this.me && this.me.role != 'agent'));
+      if (conv.session && mayWatch) {
         const view = session.view;
         const showing = view && view.id == conv.session && !view.ended;
         if (!showing && this.joining != conv.session && this.online) {
@@ -989,9 +991,12 @@ export class ChatController {
     const els = this.els;
     const name = conv.visitor || 'The visitor';
     // (This is the page the visitor shares from the chat, not screen sharing, which the right column offers.)
-    els.stageTitle.textContent = conv.status == 'ended' ? 'Chat ended' : conv.everShared ? 'Page sharing ended' : 'Not sharing yet';
+    const handedOn = conv.status != 'ended' && conv.session;
+    els.stageTitle.textContent = conv.status == 'ended' ? 'Chat ended' : handedOn ? 'Chat handed on'
+      : conv.everShared ? 'Page sharing ended' : 'Not sharing yet';
     els.stageText.textContent = conv.status == 'ended'
       ? `The chat with ${name} has ended.`
+      : handedOn ? `${name}'s chat is another agent's now, and so is the page they share.`
       : `${name} is not sharing their page${conv.everShared ? ' any more' : ' yet'}. They can share it from the chat: ` +
         '“Share my page with the agent” in their chat window. It opens here as soon as they do.';
     const facts = [];

@@ -77,7 +77,7 @@ export class QueuePanel {
 
   render() {
     const { list, empty, count } = this.els;
-    const waiting = this.entries.filter((e) => !e.viewers && !e.away_since).length;
+    const waiting = this.entries.filter((e) => !e.viewers && !e.away_since && !e.chat).length;
     count.textContent = String(this.entries.length);
     count.setAttribute('aria-label', `${this.entries.length} shared sessions, ${waiting} without an agent`);
     empty.hidden = !this.received || this.entries.length > 0;
@@ -102,9 +102,12 @@ export class QueuePanel {
         'Left')
       : watched
         ? h('span', { className: 'badge badge-live' }, icon(...ICONS.eye), `${entry.viewers} watching`)
-        : h('span', { className: 'badge badge-wait' }, 'Waiting');
+        : entry.chat
+          // Shared inside a chat: its agent joins from the chat; others cannot.
+          ? h('span', { className: 'badge badge-role', title: 'Shared in a chat. The agent of that chat sees it there.' }, 'In a chat')
+          : h('span', { className: 'badge badge-wait' }, 'Waiting');
     const state = away ? `left ${duration(Date.now() / 1000 - entry.away_since)} ago`
-      : `${watched ? entry.viewers + ' watching' : 'waiting'} for ${duration(this.waitOf(entry))}`;
+      : `${watched ? entry.viewers + ' watching' : entry.chat ? 'in a chat' : 'waiting'} for ${duration(this.waitOf(entry))}`;
     return h('li', { className: 'queue-item' },
       h('button', {
         type: 'button',

@@ -32,6 +32,8 @@ const ENDED_TEXT = {
   visitor_stopped: ['The visitor stopped sharing', 'They closed the session from their side. Nothing more of their screen is shown.'],
   agent_ended: ['The session was ended', 'An agent ended this co-browsing session.'],
   idle_timeout: ['The session timed out', 'Nothing happened for a long time, so the session was closed.'],
+  chat_ended: ['The chat ended', 'The visitor shared this page for the chat, so sharing stopped with it.'],
+  transferred: ['The chat was handed on', 'The visitor shared this page for their chat, which another agent holds now. You no longer see it.'],
   server_shutdown: ['The session was closed', 'The co-browsing service shut down.'],
   gone: ['The session is no longer available', 'The visitor did not come back after the connection was lost.'],
 };
@@ -311,6 +313,8 @@ export class SessionController {
         this.rejoinTimer = setTimeout(() => this.rejoin(false), REJOIN_EVERY);
       } else if (frame.code == 'not_found') {
         this.view.end('gone');
+      } else if (frame.code == 'forbidden') {
+        this.view.end('transferred'); // (its chat was handed on while this console was away)
       } else {
         this.ctx.toast(frame.message || 'Could not rejoin the session.');
       }

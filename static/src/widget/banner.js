@@ -30,6 +30,7 @@ const ENDED = {
   visitor_stopped: 'You stopped sharing.',
   agent_ended: 'The support agent ended screen sharing.',
   idle_timeout: 'Sharing ended because nothing happened for a while.',
+  chat_ended: 'The chat ended, so sharing stopped.',
   broken: 'Sharing stopped because part of it could not load.',
   gone: 'Sharing has ended.',
 };

@@ -15,6 +15,7 @@ const ENDED = {
   visitor_stopped: 'You stopped sharing. Support can no longer see your pages.',
   agent_ended: 'The support agent ended the session. They can no longer see your pages.',
   idle_timeout: 'Sharing ended because nothing happened for a while. Support can no longer see your pages.',
+  chat_ended: 'The chat ended, so sharing stopped. Support can no longer see your pages.',
   broken: 'Sharing stopped because part of it could not load. Please try again.',
   gone: 'Sharing has ended. Support can no longer see your pages.',
 };
