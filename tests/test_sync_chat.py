@@ -367,6 +367,43 @@ async def test_offline_message_is_stored_once_and_handed_to_mail(chat_env):
     assert [f for f in await anna.sync() if f["t"] == "offline_left"] == []
 
 
+async def test_away_stops_alerts_not_the_view_and_a_waiting_visitor_learns_nobody_is_there(chat_env):
+    env = chat_env
+    anna = await env.agent("anna", watch=False)
+    await anna.send({"t": "chat_watch", "available": False})
+    await anna.until("chat_offers")
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor))["conversation"]
+    # Nobody takes chats: the visitor's waiting chat says so.
+    state = await visitor.until("chat_state", conversation=conversation)
+    assert (state["status"], state["available"]) == ("waiting", False)
+    # Anna is away, yet she sees who waits (and may take it).
+    offers = await anna.until("chat_offers")
+    while not offers["offers"]:
+        offers = await anna.until("chat_offers")
+    assert [o["conversation"] for o in offers["offers"]] == [conversation]
+
+    # She comes back: the visitor is told someone is there; away again, and gone: told again.
+    await anna.send({"t": "chat_watch", "available": True})
+    state = await visitor.until("chat_state", conversation=conversation)
+    assert state["status"] == "waiting" and "available" not in state  # (true: left out)
+    await anna.send({"t": "chat_watch", "available": False})
+    assert (await visitor.until("chat_state", conversation=conversation))["available"] is False
+    await anna.send({"t": "chat_watch", "available": True})
+    assert "available" not in await visitor.until("chat_state", conversation=conversation)
+    await anna.ws.close()
+    assert (await visitor.until("chat_state", conversation=conversation))["available"] is False
+
+    # The visitor leaves a message instead: the chat nobody took ends, and says why.
+    await visitor.send({"t": "leave_message", "key": "instead-1", "name": "Vera", "email": "vera@example.com",
+                        "text": "Is the lamp in stock?"})
+    assert (await visitor.until("chat_state", conversation=conversation))["status"] == "ended"
+    await visitor.until("offline_stored", key="instead-1")
+    stored, _ = await env.service.history(conversation, 0, notes=True)
+    assert stored[-1].text == "The visitor left a message instead of waiting."
+    assert [m.text for m in await env.service.offline("open")] == ["Is the lamp in stock?"]
+
+
 async def test_bad_chat_frames_get_error_frames(chat_env):
     env = chat_env
     visitor = await env.visitor()

@@ -32,6 +32,7 @@ log = logging.getLogger("cobrowse.hub.chat")
 START_RATE, START_BURST = 1 / 60, 3  # new chats / offline messages per visitor socket
 MAX_OFFERS = 100  # waiting chats listed to an agent (oldest first); more wait their turn
 OFFERS_INTERVAL = 0.25  # at most this often every watching agent gets its list of waiting chats
+OFFERS_STOP_WAIT = 5.0  # s a stopping hub lets the list in progress finish
 HISTORY_PAGE = 200  # messages per chat_history; clients ask for the next page on `more`
 NOT_SHARING = "the visitor is not sharing their page with you; commands need a shared page and control"
 COMMAND_PREFIXES = {"goto:": "goto", "open:": "open"}
@@ -109,6 +110,9 @@ class HubChat:
         self._idle_task: asyncio.Task | None = None
         # Conversations whose first visitor message has been offered (bounded: see offers).
         self._previewed: set[str] = set()
+        # Waiting conversations whose visitor was told nobody is available (bounded: see offers).
+        self._unstaffed: set[str] = set()
+        self._stopped = False
 
     # ----- availability (the widget's "chat or leave a message") ------------------
 
@@ -183,6 +187,11 @@ class HubChat:
             message, created = await service.leave_message(
                 site=site, key=frame.key, name=frame.name, email=frame.email, department=frame.department,
                 text=frame.text, fields=dict(frame.fields), url=state.url)
+            if chat.conversation is not None:
+                unanswered = await service.get(chat.conversation)
+                if unanswered is not None and unanswered.status == "waiting":
+                    # A message left instead of waiting on: the chat nobody took ends here.
+                    await self._end(unanswered.id, "visitor", line="The visitor left a message instead of waiting.")
             connection.send(p.OfflineStored(key=frame.key))
             if created:
                 nudge = p.OfflineLeft(department=frame.department or "")
@@ -261,7 +270,7 @@ class HubChat:
             chat.available = frame.available
             chat.departments = tuple(await service.agent_departments(agent.user_id))
             self._watchers[chat.key] = chat
-            await self._send_offers([chat])
+            await self._send_offers([chat])  # (and waiting visitors learn if anyone takes chats now)
             return
         conversation_id = frame.conversation
         if not conversation_id:
@@ -589,20 +598,26 @@ class HubChat:
             state.fields = dict(conversation.fields or {})
             state.url = conversation.url or ""
         elif conversation.status == "ended":
-            state.survey = self.settings.survey and conversation.survey_rating is None
+            # (No survey for a chat nobody answered.)
+            state.survey = (self.settings.survey and conversation.survey_rating is None
+                            and conversation.accepted_at is not None)
+        elif conversation.status == "waiting":
+            state.available = self.available(conversation.department)
+            # What the visitor is told now: _tell_staffing sends only changes from here.
+            (self._unstaffed.discard if state.available else self._unstaffed.add)(conversation_id)
         return state
 
     async def _broadcast_state(self, conversation_id: str) -> None:
         self._publish(visitor_topic(conversation_id), await self._state(conversation_id, for_agents=False))
         self._publish(agents_topic(conversation_id), await self._state(conversation_id, for_agents=True))
 
-    async def _end(self, conversation_id: str, by: str) -> None:
+    async def _end(self, conversation_id: str, by: str, line: str | None = None) -> None:
         conversation = await self.service.get(conversation_id)
         if conversation is not None and conversation.status != "ended":
             # Said before the end: an ended conversation takes no more messages, and the
             # line belongs in both sides' view and transcript.
-            line = {"visitor": "The visitor ended the chat.", "agent": "The agent ended the chat.",
-                    "idle": "The chat ended after a long silence."}.get(by, "The chat ended.")
+            line = line or {"visitor": "The visitor ended the chat.", "agent": "The agent ended the chat.",
+                            "idle": "The chat ended after a long silence."}.get(by, "The chat ended.")
             try:
                 await self._system(conversation_id, line, kind="event")
             except Exception as exc:  # ended meanwhile (by the other side): its own line is there
@@ -636,6 +651,8 @@ class HubChat:
 
     def offers_changed(self) -> None:
         """Send every watching agent its list again, soon (changes close together go out once)."""
+        if self._stopped:
+            return  # (sockets closing at shutdown: nobody to tell, and the database is going)
         if self._offers_timer is not None or (self._offers_task is not None and not self._offers_task.done()):
             self._offers_dirty = True
             return
@@ -658,19 +675,34 @@ class HubChat:
             self.offers_changed()
 
     async def _send_offers(self, watchers: list[AgentChat]) -> None:
-        if not watchers:
-            return
+        # (Even with nobody watching: the visitors waiting must learn that.)
         waiting = await self.service.waiting()
         previews = await self.service.previews([c.id for c in waiting]) if waiting else {}
         self._previewed &= {c.id for c in waiting}  # only waiting chats need it
+        await self._tell_staffing(waiting)
         for watcher in watchers:
             if watcher.connection.closed:
                 continue
-            mine = [c for c in waiting if watcher.available and _may_take(watcher, c.department)][:MAX_OFFERS]
+            # Away stops the alerts and routing, not the view: an away agent still sees
+            # who waits (and may take a chat), so nobody waits unseen.
+            mine = [c for c in waiting if _may_take(watcher, c.department)][:MAX_OFFERS]
             watcher.connection.send(p.ChatOffers(offers=[
                 p.ChatOffer(conversation=c.id, name=c.visitor_name, department=c.department, url=c.url or "",
                             since=_timestamp(c.created_at), preview=previews.get(c.id, ""))
                 for c in mine]))
+
+    async def _tell_staffing(self, waiting: list) -> None:
+        """Waiting visitors whose chance of an agent changed (the last one available went
+        away, or someone came back) get their state again: the widget then offers to
+        leave a message, or stops offering it."""
+        unstaffed = {c.id for c in waiting if not self.available(c.department)}
+        changed = unstaffed ^ self._unstaffed
+        self._unstaffed = unstaffed
+        for conversation_id in changed:
+            try:
+                self._publish(visitor_topic(conversation_id), await self._state(conversation_id, for_agents=False))
+            except ChatError:
+                pass  # gone meanwhile
 
     # ----- idle chats ----------------------------------------------------------------
 
@@ -690,6 +722,7 @@ class HubChat:
                 log.exception("could not end idle chats")
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._idle_task is not None:
             self._idle_task.cancel()
             self._idle_task = None
@@ -697,6 +730,9 @@ class HubChat:
             self._offers_timer.cancel()
             self._offers_timer = None
         if self._offers_task is not None:
+            # A list in progress finishes first: cut off in the middle of a query, the
+            # database connection is left closing, and the process never exits.
+            await asyncio.wait([self._offers_task], timeout=OFFERS_STOP_WAIT)
             self._offers_task.cancel()
 
 

@@ -533,6 +533,9 @@ class ChatState(Message, tag="chat_state"):
     fields: dict[str, str] = {}  # pre-chat answers (agents only)
     url: str = ""  # agents only: the page the visitor started on
     survey: bool = False  # to the visitor when it ended: ask for a rating
+    # To the visitor while it waits: is anyone taking chats (of its department) now? When
+    # not, the widget offers to leave a message instead.
+    available: bool = True
 
 
 class ChatAck(Message, tag="chat_ack"):

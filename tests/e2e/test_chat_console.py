@@ -254,13 +254,16 @@ async def test_two_agents_race_for_one_offer(contexts, live):
     await start_chat(visitor, "Can someone help me with a refund?")
     for agent in (anna, ben):
         await expect(agent.page.locator(".offer")).to_have_count(1)
-    # Ben goes away and back: offers follow availability.
+    # Ben goes away and back: away silences the alerts, but he still sees who waits.
+    await expect(ben.page).to_have_title(re.compile(r"^\(1\) "))
     await ben.page.locator("#availability").click()
     await expect(ben.page.locator("#availability")).to_have_attribute("aria-checked", "false")
-    await expect(ben.page.locator(".offer")).to_have_count(0)
     await expect(ben.page.locator("#offers-empty")).to_contain_text("You are away")
-    await ben.page.locator("#availability").click()
     await expect(ben.page.locator(".offer")).to_have_count(1)
+    await expect(ben.page).not_to_have_title(re.compile(r"^\(1\) "))
+    await ben.page.locator("#availability").click()
+    await expect(ben.page.locator("#offers-empty")).to_be_hidden()
+    await expect(ben.page).to_have_title(re.compile(r"^\(1\) "))
 
     await accept_offer(anna, "Visitor")
     await expect(anna.page.locator(CHAT_LOG).locator(".msg-visitor", has_text="refund")).to_be_visible()

@@ -505,6 +505,48 @@ async def test_leave_a_message_when_nobody_is_available(page, watch, demo_servic
     await watch.assert_clean()
 
 
+async def test_a_visitor_waiting_when_everyone_goes_away_may_leave_a_message_instead(page, watch, demo_service,
+                                                                                   screenshot_dir):
+    agent = await ChatAgent.connect(demo_service, "anna")
+    try:
+        wire = Wire().attach(page)
+        await open_page(page, demo_service, "/")
+        await start_chat(page)
+        await send_text(page, "Is the brass lamp in stock?")
+        await expect(own(page, "brass lamp")).to_be_visible()
+        await expect(page.locator(STATUS)).to_contain_text("Waiting for an agent")
+        instead = page.locator(f"{ROOT} >> .kv > button.kn")
+        await expect(instead).to_be_hidden()
+        # The last agent taking chats goes away: the visitor is told, and offered a way out.
+        await agent.send({"t": "chat_watch", "available": False})
+        await expect(page.locator(STATUS)).to_contain_text("No one is available right now")
+        await expect(instead).to_have_text("Leave a message instead")
+        await page.screenshot(path=str(screenshot_dir / "chat-nobody-available-while-waiting.png"), animations="disabled")
+        # Back again: the offer goes; away again: it comes back.
+        await agent.send({"t": "chat_watch", "available": True})
+        await expect(page.locator(STATUS)).to_contain_text("Waiting for an agent")
+        await expect(instead).to_be_hidden()
+        await agent.send({"t": "chat_watch", "available": False})
+        await instead.click()
+        form = page.locator(f"{ROOT} >> form.kfm")
+        await expect(form.locator("#cobrowse-o-text")).to_have_value("Is the brass lamp in stock?")
+        await form.locator("#cobrowse-o-name").fill("Ada")
+        await form.locator("#cobrowse-o-email").fill("ada@example.com")
+        await form.locator("button[type=submit]").click()
+        await expect(page.locator(f"{ROOT} >> .kh h3")).to_have_text("Message sent")
+        conversation = wire.received_of("chat_started")[0]["conversation"]
+        assert [f["status"] for f in wire.received_of("chat_state") if f["conversation"] == conversation][-1] == "ended"
+        await wire.wait(lambda: wire.sockets[-1].is_closed(), "the socket to close (nothing else needs it)")
+        assert await stored_chat(page) is None
+        service = chat_runtime(demo_service).service
+        stored, _ = await service.history(conversation, 0, notes=True)
+        assert stored[-1].text == "The visitor left a message instead of waiting."
+        await agent.wait(lambda: agent.of("offline_left"), "the nudge about the message left")
+        await watch.assert_clean()
+    finally:
+        await agent.close()
+
+
 # ---------------------------------------------------------------------------
 # Files, transcript, the end and the survey
 # ---------------------------------------------------------------------------

@@ -8,6 +8,8 @@
 //
 // New offers are shown without sound: the item is highlighted, the count and
 // the page title's badge go up, and screen readers hear "New chat from Ada".
+// Away stops those alerts, not the list: an away agent still sees who waits
+// (and may accept), so a visitor never waits where nobody can see them.
 //
 // The chat's parts of the console (this list, the top bar's chat tools) stay
 // hidden until the hub answers chat_watch with a list: a hub without chat
@@ -44,7 +46,7 @@ export class ChatOffers {
   }
 
   get count() {
-    return this.enabled ? this.offers.length : 0;
+    return this.enabled && this.available ? this.offers.length : 0;
   }
 
   setAvailable(on) {
@@ -53,6 +55,7 @@ export class ChatOffers {
     this.renderToggle();
     this.ctx.send({ t: 'chat_watch', available: on });
     this.render();
+    this.ctx.badge();
   }
 
   renderToggle() {
@@ -61,8 +64,8 @@ export class ChatOffers {
     toggle.dataset.state = this.available ? 'available' : 'away';
     toggleText.textContent = this.available ? 'Available' : 'Away';
     toggle.title = this.available
-      ? 'You are offered new chats. Click to go away (on a break: no new chats).'
-      : 'You are away: no new chats are offered to you. Click to be available.';
+      ? 'You are alerted to new chats. Click to go away (on a break: no alerts; chats waiting still show).'
+      : 'You are away: no alerts for new chats. Click to be available.';
   }
 
   // The socket is (again) connected.
@@ -114,7 +117,7 @@ export class ChatOffers {
     for (const o of offers) {
       if (!this.known.has(o.conversation)) {
         this.known.add(o.conversation);
-        if (this.offers.length || this.seenFirst) {
+        if ((this.offers.length || this.seenFirst) && this.available) {
           this.fresh.set(o.conversation, now);
           added.push(o);
         }
@@ -190,16 +193,16 @@ export class ChatOffers {
     const now = Date.now();
     for (const [c, t] of this.taken) if (t.until < now) this.taken.delete(c);
     count.textContent = String(this.offers.length);
-    count.classList.toggle('count-hot', this.offers.length > 0);
+    count.classList.toggle('count-hot', this.offers.length > 0 && this.available);
     count.setAttribute('aria-label', `${this.offers.length} chats waiting`);
     const rows = this.offers.map((o) => this.item(o));
     for (const [conversation, t] of this.taken) {
       if (!this.offers.some((o) => o.conversation == conversation)) rows.push(this.takenItem(conversation, t));
     }
-    empty.hidden = rows.length > 0;
-    empty.textContent = this.available
-      ? 'No chats waiting. New chats appear here.'
-      : 'You are away: no new chats are offered to you.';
+    empty.hidden = rows.length > 0 && this.available;
+    empty.textContent = this.available ? 'No chats waiting. New chats appear here.'
+      : rows.length ? 'You are away: no alerts for new chats. You can still accept one.'
+        : 'You are away: no alerts for new chats. Chats waiting still show here.';
     const focused = document.activeElement && list.contains(document.activeElement)
       ? document.activeElement.closest('[data-offer]') : null;
     const focusedId = focused ? focused.dataset.offer : null;

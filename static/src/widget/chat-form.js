@@ -65,7 +65,7 @@ export function chatForm(cfg, o) {
     }
     if (pre.fields && pre.fields[f.name]) el.value = pre.fields[f.name];
   }
-  if (o.offline) field('text', 'Your message', 'textarea', true, { rows: 4 });
+  if (o.offline) field('text', 'Your message', 'textarea', true, { rows: 4, value: pre.text || '' });
 
   const error = h('p', { className: 'ke', role: 'alert', hidden: true });
   const submit = h('button', { type: 'submit', className: 'btn go', textContent: o.submit });

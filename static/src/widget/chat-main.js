@@ -76,6 +76,7 @@ export function install(w, ui) {
   let conv = null; // {conversation, token, read}
   let status = ''; // '' | starting | resuming | waiting | active | ended
   let agents = [];
+  let staffed = true; // while waiting: is anyone taking chats now (chat_state.available)
   let survey = false;
   let down = false; // the socket dropped and is reconnecting
   let start = null; // our chat_start until chat_started
@@ -159,14 +160,14 @@ export function install(w, ui) {
   // ----- leave a message --------------------------------------------------------
 
   let offlineForm = null;
-  function leaveMessage(prefill) {
+  function leaveMessage(prefill, back) {
     offlineForm = chatForm(cfg, {
       offline: true,
       title: 'Leave a message',
       lead: 'No one is available to chat right now. Leave a message and we will reply by email.',
       submit: 'Send message',
       prefill,
-      onBack: () => showHome(),
+      onBack: back || (() => showHome()),
       onSubmit(v) {
         offline = { t: 'leave_message', key: randomId(), name: v.name, email: v.email, department: v.department || '', text: v.text, fields: v.fields };
         offlineForm.error('');
@@ -182,7 +183,8 @@ export function install(w, ui) {
     if (!offline || m.key != offline.key) return;
     const who = offline.name;
     offline = null;
-    if (!conv && !start) release();
+    if (conv) reset(); // left instead of waiting on: the hub ended that chat
+    else if (!start) release();
     const back = h('button', { type: 'button', className: 'btn go', textContent: 'Done', onclick: () => showHome() });
     setView('form', h('div', { className: 'kh' }, [
       h('h3', { textContent: 'Message sent', tabIndex: -1 }),
@@ -241,7 +243,10 @@ export function install(w, ui) {
     confirm,
   ]);
   const endBox = h('div', { className: 'kd', hidden: true });
-  const convEl = h('div', { className: 'kv' }, [statusLine, hint, log, typing, error, composer, endBox]);
+  // Nobody takes chats now: what the visitor wrote so far can go as a message instead.
+  const instead = tb('Leave a message instead', () =>
+    leaveMessage({ ...(form0 || typedName()), text: [...log.querySelectorAll('.me .kb')].map((e) => e.textContent).join('\n') }, () => chatView(true)));
+  const convEl = h('div', { className: 'kv' }, [statusLine, instead, hint, log, typing, error, composer, endBox]);
 
   function chatView(focus) {
     renderStatus();
@@ -252,12 +257,14 @@ export function install(w, ui) {
     let text = '';
     if (down && held) text = 'Connection lost. Reconnecting\u2026';
     else if (status == 'starting' || status == 'resuming') text = 'Connecting you to support\u2026';
+    else if (status == 'waiting' && !staffed) text = 'No one is available right now. You can wait' + (cfg.offline !== false ? ', or leave a message and we will reply by email.' : ' or come back later.');
     else if (status == 'waiting') text = 'Waiting for an agent\u2026 You can write your question meanwhile.';
     else if (status == 'active') text = agents.length ? 'You are chatting with ' + names(agents) + '.' : 'You are chatting with support.';
     stText.textContent = text;
     stSpin.hidden = !(status == 'waiting' || status == 'starting' || status == 'resuming' || (down && held));
     statusLine.className = 'ks ' + status;
     statusLine.hidden = !text;
+    instead.hidden = !(status == 'waiting' && !staffed && cfg.offline !== false) || (down && held);
     hint.hidden = !!(bySeq.size || pending.size || status);
     const ended = status == 'ended';
     composer.hidden = ended;
@@ -493,7 +500,7 @@ export function install(w, ui) {
     const head = h('h3', { textContent: 'This chat has ended', tabIndex: -1 });
     const kids = [head, h('p', { className: 'lead', textContent: 'Thank you for contacting us.' })];
     if (survey) kids.push(surveyForm(again));
-    else release();
+    else if (!offline) release(); // (a message left instead of waiting still needs the socket)
     kids.push(again, transcript);
     endBox.replaceChildren(...kids);
     if (opened() && (!ctx.root.activeElement || !w.panel.contains(ctx.root.activeElement) || composer.contains(ctx.root.activeElement))) head.focus();
@@ -545,6 +552,7 @@ export function install(w, ui) {
     status = '';
     agents = [];
     survey = down = false;
+    staffed = true;
     outbox = [];
     saveOutbox('', []);
     saveChat(null);
@@ -581,6 +589,7 @@ export function install(w, ui) {
       if (!ours(m)) return;
       status = m.status;
       agents = m.agents || [];
+      staffed = m.available !== false;
       survey = !!m.survey;
       // An ended chat is not reopened on the next page; this page still shows it.
       saveChat(status == 'ended' ? null : conv);

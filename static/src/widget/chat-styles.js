@@ -35,6 +35,7 @@ export const CHAT_CSS = [
       'text-decoration:underline;cursor:pointer',
   ],
   ['.kfm .kn,.kd .kn', 'display:block;margin:8px auto 0'],
+  ['.kv>.kn', 'align-self:flex-start;margin:4px 8px'],
   // the conversation
   ['.kv', 'flex:1;min-height:0;display:flex;flex-direction:column'],
   ['.ks', 'display:flex;align-items:center;gap:8px;margin:0!important;padding:9px 16px;border-bottom:1px solid #eaecf0;font-size:13.5px;color:#344054'],
