@@ -135,6 +135,7 @@ def build_chat(config: Config, db: Database, hub: Hub, secret: bytes) -> ChatRun
         typing=options.typing,
         offline_enabled=options.offline_enabled,
         idle_timeout=options.idle_timeout,
+        starts_per_address=options.max_starts_per_address,
         on_ended=runtime.mail_transcripts,
         on_offline=runtime.mail_offline,
     )

@@ -131,6 +131,7 @@ class ChatOptions:
     files_dir: str = ""  # where chat files are stored; "" = <data_dir>/files
     max_file_size: int = 10 * 1024 * 1024  # bytes per file
     max_visitor_files: int = 20  # files a visitor may send in one chat
+    max_starts_per_address: int = 30  # new chats + messages left, per visitor address per hour; 0 = no limit
     file_types: tuple[str, ...] = CHAT_FILE_TYPES  # allowed extensions, lowercase, no dot; () = no files
     fields: tuple[ChatField, ...] = ()  # [[chat.field]]: the pre-chat form's own questions
 
@@ -746,6 +747,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Validator]]] = {
             "files_dir": _v_str,
             "max_file_size": _v_positive_int,
             "max_visitor_files": _v_positive_int,
+            "max_starts_per_address": _v_size_or_zero,
             "file_types": _v_file_types,
         },
     ),

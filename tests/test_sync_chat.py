@@ -404,6 +404,23 @@ async def test_away_stops_alerts_not_the_view_and_a_waiting_visitor_learns_nobod
     assert [m.text for m in await env.service.offline("open")] == ["Is the lamp in stock?"]
 
 
+async def test_new_chats_and_messages_left_are_limited_per_address_not_only_per_socket(chat_env):
+    env = chat_env
+    env.hub.chat = HubChat(env.hub, env.service, ChatHubSettings(starts_per_address=3))
+    left = 0
+    for n in range(3):  # a script: a fresh socket each time, each within its own rate
+        visitor = await env.visitor(visitor=f"V{n}", tab=f"T{n}")
+        await visitor.send({"t": "leave_message", "key": f"flood-{n}-a", "name": "Bot", "email": "bot@example.com",
+                            "text": "spam"})
+        await visitor.send({"t": "chat_start", "key": f"flood-{n}-b", "name": "Bot"})
+        for frame in await visitor.sync():
+            left += frame["t"] in ("offline_stored", "chat_started")
+            if frame["t"] == "error":
+                assert frame["code"] == "rate_limited" and frame["re"] in ("leave_message", "chat_start")
+    assert left == 3, "the address's budget, not 2 per socket"
+    assert len(await env.service.offline("open")) == 2
+
+
 async def test_bad_chat_frames_get_error_frames(chat_env):
     env = chat_env
     visitor = await env.visitor()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
-from .ratelimit import TokenBucket
+from .ratelimit import KeyedLimiter, TokenBucket
 from .session import EndReason
 
 if TYPE_CHECKING:  # the hub imports us
@@ -32,6 +32,7 @@ log = logging.getLogger("cobrowse.hub.chat")
 START_RATE, START_BURST = 1 / 60, 3  # new chats / offline messages per visitor socket
 MAX_OFFERS = 100  # waiting chats listed to an agent (oldest first); more wait their turn
 OFFERS_INTERVAL = 0.25  # at most this often every watching agent gets its list of waiting chats
+ADDRESS_SWEEP_AT = 10_000  # addresses remembered before the full ones are forgotten
 OFFERS_STOP_WAIT = 5.0  # s a stopping hub lets the list in progress finish
 HISTORY_PAGE = 200  # messages per chat_history; clients ask for the next page on `more`
 NOT_SHARING = "the visitor is not sharing their page with you; commands need a shared page and control"
@@ -59,6 +60,7 @@ class ChatHubSettings:
     typing: bool = True  # relay typing indicators
     offline_enabled: bool = True  # take "leave a message"
     idle_timeout: float = 1800.0  # a chat with no message for this long ends; 0 = never
+    starts_per_address: int = 30  # new chats + messages left per visitor address per hour; 0 = no limit
     # Called (in the background) when a conversation ends and when a visitor leaves
     # an offline message: transcripts and notices go out by mail.
     on_ended: Callable[[str], Awaitable[None]] | None = None
@@ -113,6 +115,10 @@ class HubChat:
         # Waiting conversations whose visitor was told nobody is available (bounded: see offers).
         self._unstaffed: set[str] = set()
         self._stopped = False
+        # Per address as well as per socket: a script opening many sockets must not fill
+        # agents' lists and the contact inbox.
+        per_hour = settings.starts_per_address
+        self._starts_by_address = KeyedLimiter(rate=per_hour / 3600, burst=per_hour) if per_hour > 0 else None
 
     # ----- availability (the widget's "chat or leave a message") ------------------
 
@@ -154,7 +160,7 @@ class HubChat:
             if existing is not None:
                 # One open chat per visitor: a second "start" (another tab, a script) continues it.
                 conversation = existing
-            elif not chat.starts.take(self.hub.clock()):
+            elif not self._may_start(chat, state):
                 raise ChatError("rate_limited", "too many new chats; wait a little")
             else:
                 conversation = await service.start(
@@ -182,7 +188,7 @@ class HubChat:
         elif kind is p.LeaveMessage:
             if not self.settings.offline_enabled:
                 raise ChatError("offline_disabled", "messages cannot be left here")
-            if not chat.starts.take(self.hub.clock()):
+            if not self._may_start(chat, state):
                 raise ChatError("rate_limited", "too many messages; wait a little")
             message, created = await service.leave_message(
                 site=site, key=frame.key, name=frame.name, email=frame.email, department=frame.department,
@@ -236,6 +242,18 @@ class HubChat:
             connection.unsubscribe_named(visitor_topic(chat.conversation))
         chat.conversation = conversation_id
         connection.subscribe_named(self.hub.broker, visitor_topic(conversation_id))
+
+    def _may_start(self, chat: VisitorChat, state) -> bool:
+        """A new chat or a message left: within this socket's rate and its address's."""
+        now = self.hub.clock()
+        if not chat.starts.take(now):
+            return False
+        limiter = self._starts_by_address
+        if limiter is None:
+            return True
+        if len(limiter) > ADDRESS_SWEEP_AT:
+            limiter.sweep(now)
+        return limiter.allow(state.address or "?", now)
 
     # ----- agents ------------------------------------------------------------------
 

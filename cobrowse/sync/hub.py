@@ -426,7 +426,7 @@ class Hub:
         connection = Connection(ws, f"visitor {peer}", request.transport)
         self._connections.add(connection)
         site = request.headers.get("X-Forwarded-Host") or request.host
-        state = _VisitorState()
+        state = _VisitorState(peer)
         limiter = TokenBucket(rate=100, burst=400, now=self.clock())
         try:
             hello = await self._first_frame(ws, connection, p.visitor_decoder, p.VisitorHello)
@@ -1170,9 +1170,11 @@ class _Login:
 
 
 class _VisitorState:
-    __slots__ = ("visitor", "tab", "url", "title", "name", "session", "closing", "bad_frames", "shares", "chat")
+    __slots__ = ("visitor", "tab", "url", "title", "name", "session", "closing", "bad_frames", "shares", "chat",
+                 "address")
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "") -> None:
+        self.address = address  # the visitor's address (per-address limits)
         self.chat = VisitorChat()
         self.name = ""
         self.visitor = ""

@@ -38,6 +38,9 @@ class KeyedLimiter:
         self.burst = burst
         self._buckets: dict[str, TokenBucket] = {}
 
+    def __len__(self) -> int:
+        return len(self._buckets)
+
     def allow(self, key: str, now: float) -> bool:
         bucket = self._buckets.get(key)
         if bucket is None:
