@@ -863,6 +863,23 @@ class ChatService:
         async with self.db.session(read_only=True) as s:
             return [_conversation(row) for row in await s.scalars(query)]
 
+    async def load(self) -> dict[int, int]:
+        """How many active chats each agent holds now (agents holding none are left out)."""
+        query = (sa.select(ChatConversation.agent_id, sa.func.count())
+                 .where(ChatConversation.status == ConversationStatus.active, ChatConversation.agent_id.is_not(None))
+                 .group_by(ChatConversation.agent_id))
+        async with self.db.session(read_only=True) as s:
+            return {agent_id: count for agent_id, count in (await s.execute(query)).all()}
+
+    async def departments_of_users(self) -> dict[int, list[str]]:
+        """Every account's departments (accounts with none are left out: they take all)."""
+        query = sa.select(UserDepartment.user_id, UserDepartment.department).order_by(UserDepartment.department)
+        found: dict[int, list[str]] = {}
+        async with self.db.session(read_only=True) as s:
+            for user_id, department in (await s.execute(query)).all():
+                found.setdefault(user_id, []).append(department)
+        return found
+
     async def agent_departments(self, user_id: int) -> list[str]:
         """The departments an account serves (none: it takes every department's chats)."""
         async with self.db.session(read_only=True) as s:

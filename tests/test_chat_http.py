@@ -198,3 +198,40 @@ async def test_a_visitor_sends_files_only_with_an_agent_and_so_many_per_chat(run
         assert status == 200
     for side in (visitor, sam):
         await side.close()
+
+
+async def test_the_team_view_shows_supervisors_who_is_there_and_what_goes_on(running):
+    service, cookies = running
+    console = _console(service)
+    waiting, taken = (VisitorClient(f"ws://127.0.0.1:{service.port}/__cobrowse/ws", name=name)
+                      for name in ("Wendy", "Tom"))
+    await waiting.connect()
+    await taken.connect()
+    anna = AgentClient(f"ws://127.0.0.1:{service.console_port}/ws", cookies["anna"], console)
+    await anna.connect()
+    await anna.wait_for(lambda: any(o["conversation"] == taken.conversation for o in anna.offers), "the offer")
+    await anna.accept(taken.conversation)
+    carl = AgentClient(f"ws://127.0.0.1:{service.console_port}/ws", cookies["carl"], console)
+    await carl.connect()
+    await carl.write({"t": "chat_watch", "available": False})  # (away)
+    async with aiohttp.ClientSession() as http:
+        status, body, _ = await _as(http, "GET", service, cookies["anna"], "/api/chat/team")
+        assert status == 403, "agents do not see the team view"
+        for _ in range(100):  # until the hub has read Carl's frame
+            status, body, _ = await _as(http, "GET", service, cookies["sam"], "/api/chat/team")
+            assert status == 200
+            team = json.loads(body)
+            if any(a["name"] == "Carl" and a["status"] == "away" for a in team["agents"]):
+                break
+            await asyncio.sleep(0.05)
+        agents = {a["name"]: (a["status"], a["chats"], a["departments"]) for a in team["agents"]}
+        assert agents == {"Anna": ("available", 1, ["sales"]), "Carl": ("away", 0, ["support"]),
+                          "Sam": ("offline", 0, [])}
+        chats = [(c["visitor_name"], c["status"], c["agent"]) for c in team["chats"]]
+        assert chats == [("Wendy", "waiting", ""), ("Tom", "active", "Anna")]
+        # Anyone transferring a chat sees who is there.
+        status, body, _ = await _as(http, "GET", service, cookies["anna"], "/api/chat/agents")
+        assert {a["name"]: a["status"] for a in json.loads(body)["agents"]} == {
+            "Anna": "available", "Carl": "away", "Sam": "offline"}
+    for client in (waiting, taken, anna, carl):
+        await client.close()

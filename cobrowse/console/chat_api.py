@@ -10,7 +10,8 @@
   GET    /api/chat/conversations/{id}/transcript.{txt,json,html}
   POST   /api/chat/conversations/{id}/files        upload (raw body; see docs/chat.md)
   GET    /api/chat/files/{id}                      download (the conversation's agents only)
-  GET    /api/chat/agents                          agents and departments to transfer to
+  GET    /api/chat/agents                          agents (with their status) and departments to transfer to
+  GET    /api/chat/team                            supervisors: every agent's status and load, the chats going on
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..storage import accounts
 from ..sync.hub import AgentIdentity
 
 CurrentAgent = Callable[[web.Request], Awaitable[AgentIdentity | None]]
+TEAM_CHATS = 200  # waiting and active chats listed each in the team view, newest first
 TRANSCRIPT_TYPES = {"txt": "text/plain", "json": "application/json", "html": "text/html"}
 
 
@@ -159,13 +161,39 @@ def add_chat_api(app: web.Application, runtime: ChatRuntime, current_agent: Curr
             raise web.HTTPForbidden(text="not your conversation\n")
         return file_response(runtime, record)
 
+    def statuses() -> dict[int, str]:
+        hub_chat = runtime.hub_chat
+        return hub_chat.agent_statuses() if hub_chat is not None else {}
+
     async def agents(request: web.Request) -> web.Response:
         await who(request)
         users = await accounts.list_users(runtime.db)
+        status = statuses()
         return web.json_response({
-            "agents": [{"id": u.id, "name": u.display_name or u.username, "role": getattr(u.role, "value", u.role)}
+            "agents": [{"id": u.id, "name": u.display_name or u.username, "role": getattr(u.role, "value", u.role),
+                        "status": status.get(u.id, "offline")}
                        for u in users if not u.disabled],
             "departments": [{"id": d.id, "name": d.name} for d in runtime.config.departments],
+        })
+
+    async def team(request: web.Request) -> web.Response:
+        user = await who(request)
+        if getattr(user.role, "value", user.role) == "agent":
+            raise _json_error(403, "forbidden", "the team view is for supervisors and admins")
+        users = await accounts.list_users(runtime.db)
+        status = statuses()
+        load = await guarded(service.load())
+        departments = await guarded(service.departments_of_users())
+        going_on = [*await guarded(service.recent(user, state="waiting", limit=TEAM_CHATS)),
+                    *await guarded(service.recent(user, state="active", limit=TEAM_CHATS))]
+        names = {u.id: u.display_name or u.username for u in users}
+        return web.json_response({
+            "agents": [{"id": u.id, "name": names[u.id], "role": getattr(u.role, "value", u.role),
+                        "status": status.get(u.id, "offline"), "chats": load.get(u.id, 0),
+                        "departments": departments.get(u.id, [])}
+                       for u in users if not u.disabled],
+            "chats": [{**_plain(c), "agent": names.get(c.agent_id, "") if c.agent_id else ""}
+                      for c in sorted(going_on, key=lambda c: c.created_at)],
         })
 
     router = app.router
@@ -180,6 +208,7 @@ def add_chat_api(app: web.Application, runtime: ChatRuntime, current_agent: Curr
     router.add_post("/api/chat/conversations/{conversation_id}/files", upload)
     router.add_get("/api/chat/files/{file_id}", download)
     router.add_get("/api/chat/agents", agents)
+    router.add_get("/api/chat/team", team)
 
 
 def _in_departments(department: str, mine: set[str] | None) -> bool:

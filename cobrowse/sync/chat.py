@@ -141,6 +141,17 @@ class HubChat:
             found.update(watcher.departments)
         return found
 
+    def agent_statuses(self) -> dict[int, str]:
+        """Each user with a console open here: ``available`` (takes chats) or ``away``.
+        Users without a console open are not listed (offline)."""
+        statuses: dict[int, str] = {}
+        for chat in self._agents.values():
+            if chat.watching and chat.available:
+                statuses[chat.agent.user_id] = "available"
+            else:
+                statuses.setdefault(chat.agent.user_id, "away")
+        return statuses
+
     # ----- visitors ----------------------------------------------------------------
 
     async def visitor_frame(self, connection: Connection, state, frame, site: str) -> None:

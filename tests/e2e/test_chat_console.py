@@ -295,7 +295,8 @@ async def test_a_chat_handed_to_a_colleague_opens_in_their_console_at_once(conte
     await expect(visitor.locator(f"{ROOT} >> .bn")).to_contain_text("Anna")
 
     await anna.page.locator("#chat-transfer").click()
-    await anna.page.locator("#transfer-agent").select_option(label="Ben (supervisor)")
+    # (The list says who is there.)
+    await anna.page.locator("#transfer-agent").select_option(label="Ben (supervisor) · available")
     await anna.page.locator("#transfer-submit").click()
     # Ben did nothing, reloaded nothing: the chat is in his console, with what was said, and he is told.
     await expect(ben.page.locator(".ctab")).to_have_count(1)
@@ -314,6 +315,38 @@ async def test_a_chat_handed_to_a_colleague_opens_in_their_console_at_once(conte
     await ben.page.locator("#chat-end").click()
     await ben.page.locator("#chat-end-confirm").click()
     await expect(ben.page.locator("#chat-status")).to_have_text("Ended")
+    for agent in (anna, ben):
+        _clean(agent.watch)
+    _clean(visitor_watch)
+
+
+async def test_a_supervisor_sees_the_team_and_looks_in_on_a_chat(contexts, live, screenshot_dir):
+    anna = await open_agent(contexts, live, "anna")
+    ben = await open_agent(contexts, live, "ben")
+    await expect(anna.page.locator("#chat-tools")).to_be_visible()
+    await expect(anna.page.locator("#team-open")).to_be_hidden()  # (agents have no team view)
+    visitor, visitor_watch, _ = await open_chat_visitor(contexts, live, "/")
+    await start_chat(visitor, "Can I change my delivery address?")
+    await accept_offer(anna, "Visitor")
+    await expect(anna.page.locator(CHAT_LOG).locator(".msg-visitor", has_text="delivery address")).to_be_visible()
+
+    await ben.page.locator("#team-open").click()
+    dialog = ben.page.locator("#team-dialog")
+    await expect(dialog).to_be_visible()
+    anna_row = dialog.locator("#team-agents tr", has_text="Anna")
+    await expect(anna_row).to_contain_text("Available")
+    await expect(anna_row.locator(".team-num")).to_have_text("1")
+    chat_row = dialog.locator("#team-chats tr", has_text="Anna")
+    await expect(chat_row).to_contain_text("Active")
+    # Anna goes away: it shows at the next refresh.
+    await anna.page.locator("#availability").click()
+    await expect(anna_row).to_contain_text("Away", timeout=TIMEOUT_MS)
+    await ben.page.screenshot(path=str(screenshot_dir / "console-team-view.png"))
+    await chat_row.get_by_role("button", name="Open the chat with Visitor").click()
+    await expect(dialog).to_be_hidden()
+    await expect(ben.page.locator(CHAT_LOG).locator(".msg-visitor", has_text="delivery address")).to_be_visible()
+    await expect(ben.page.locator(".ctab")).to_have_count(1)
+    await anna.page.locator("#availability").click()
     for agent in (anna, ben):
         _clean(agent.watch)
     _clean(visitor_watch)

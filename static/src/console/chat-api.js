@@ -84,7 +84,8 @@ export function resolveOffline(id) {
 
 // ----- transfer ----------------------------------------------------------------------
 
-// Who a chat can be handed to: {agents: [{id, name, role, available}], departments: [{id, name}]}.
+// Who a chat can be handed to: {agents: [{id, name, role, status}], departments: [{id, name}]};
+// status: available | away | offline (no console open).
 // Null when the server has no such list (the dialog then asks for a department by name).
 export async function transferTargets() {
   try {
@@ -95,6 +96,14 @@ export async function transferTargets() {
     if (e.status == 404 || e.status == 405) return null;
     throw e;
   }
+}
+
+// ----- the team (supervisors and admins) ------------------------------------------------
+
+// {agents: [{id, name, role, status, chats, departments}], chats: [conversation + {agent}]}
+export async function team() {
+  const data = await request('GET', '/api/chat/team');
+  return { agents: listOf(data, 'agents'), chats: listOf(data, 'chats') };
 }
 
 function unwrap(data, ...keys) {

@@ -47,7 +47,7 @@ export class TransferDialog {
     const agents = ((targets && targets.agents) || []).filter((a) => !me || a.id != me.id);
     if (agents.length) {
       fill(els.agent, agents.map((a) => h('option', { value: String(a.id) },
-        `${a.name}${a.role && a.role != 'agent' ? ` (${a.role})` : ''}${a.available === false ? ' · away' : a.available ? ' · available' : ''}`)));
+        `${a.name}${a.role && a.role != 'agent' ? ` (${a.role})` : ''}${a.status ? ` · ${a.status}` : ''}`)));
       els.toAgent.disabled = false;
       els.agent.disabled = false;
     } else {

@@ -321,6 +321,16 @@ export class ChatController {
     this.renderPanel();
   }
 
+  // A supervisor opens a chat from the team view: it opens here as a tab, to look in.
+  lookIn(id, visitor) {
+    const fresh = !this.convs.has(id);
+    const conv = this.ensure(id);
+    if (fresh && visitor) conv.visitor = visitor;
+    if (fresh && this.online) this.open(conv);
+    this.select(id);
+    this.render();
+  }
+
   open(conv) {
     if (this.ctx.send({ t: 'chat_open', conversation: conv.id, after: conv.log.heldThrough() })) this.openRequests.push(conv.id);
   }

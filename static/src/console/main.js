@@ -32,6 +32,7 @@ import { ChatController } from './chat.js';
 import { ChatOffers } from './chat-offers.js';
 import { CannedReplies, CannedManager } from './canned.js';
 import { OfflineMessages } from './offline.js';
+import { TeamView } from './team.js';
 import { ScreenShare } from './screenshare.js';
 import * as chatApi from './chat-api.js';
 import { learnDepartments } from './departments.js';
@@ -198,6 +199,17 @@ const offline = new OfflineMessages({
 }, { announce });
 $('#offline-open').prepend(icon(...ICONS.inbox));
 
+const team = new TeamView({
+  open: $('#team-open'),
+  dialog: $('#team-dialog'),
+  close: $('#team-close'),
+  agents: $('#team-agents'),
+  chats: $('#team-chats'),
+  status: $('#team-status'),
+  summary: $('#team-summary'),
+}, { lookIn: (id, visitor) => chat.lookIn(id, visitor) });
+$('#team-open').prepend(icon(...ICONS.user));
+
 offers = new ChatOffers({
   section: $('#offers'),
   tools: $('#chat-tools'),
@@ -333,6 +345,7 @@ function enter(who) {
   els.meName.textContent = me.name;
   els.meRole.textContent = me.role;
   els.meRole.hidden = !me.role || me.role == 'agent';
+  team.setRole(me.role);
   els.meAvatar.textContent = initials(me.name);
   session.me = me.name;
   session.meId = me.id;
@@ -389,6 +402,7 @@ function leaveWorkspace(message) {
   offers.clear();
   offline.stop();
   canned.clear();
+  team.setRole(null);
   me = null;
   els.workspace.hidden = true;
   document.body.classList.remove('is-in');
