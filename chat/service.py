@@ -1420,9 +1420,13 @@ class ChatService:
 
     @staticmethod
     def _visible_canned(user: ChatUser, departments: Sequence[str]) -> Any:
+        # Every department's replies for those who take every department's chats: an
+        # account without departments, supervisors and admins.
+        every_department = _is_privileged(user) or not departments
         return sa.or_(
             CannedResponse.scope == CannedScope.site,
-            sa.and_(CannedResponse.scope == CannedScope.department, CannedResponse.department.in_(departments)),
+            CannedResponse.scope == CannedScope.department if every_department
+            else sa.and_(CannedResponse.scope == CannedScope.department, CannedResponse.department.in_(departments)),
             sa.and_(CannedResponse.scope == CannedScope.agent, CannedResponse.user_id == user.user_id),
         )
 

@@ -581,7 +581,13 @@ async def test_canned_precedence(service, db):
     assert bodies(await service.canned_for(seller)) == {"bye": "Goodbye", "hi": "Hi, Seller here"}
     assert bodies(await service.canned_for(helper, SITE)) == {
         "bye": "Goodbye from the shop", "hi": "Hello from the company", "ticket": "Ticket?"}
-    assert bodies(await service.canned_for(boss, "other.example.com")) == {"bye": "Goodbye", "hi": "Hello from the company"}
+    # Who takes every department's chats (a supervisor, an agent without departments) has
+    # every department's replies, the ones a supervisor saved included.
+    assert bodies(await service.canned_for(boss, "other.example.com")) == {
+        "bye": "Goodbye", "hi": "Hello from Sales", "ticket": "Ticket?"}
+    anyone = await add_user(db, "anyone")
+    assert bodies(await service.canned_for(anyone, SITE)) == {
+        "bye": "Goodbye from the shop", "hi": "Hello from Sales", "ticket": "Ticket?"}
     assert [c.name for c in await service.canned_for(seller, SITE)] == ["bye", "hi"]
     # Managing: a supervisor sees every shared reply, but nobody's own.
     assert len(await service.canned_list(boss)) == 5

@@ -15,6 +15,7 @@ import * as chatApi from './chat-api.js';
 import { departmentName, knownDepartments } from './departments.js';
 
 const MAX_SUGGESTIONS = 8;
+const FRESH_FOR = 30_000; // ms: older, the list is fetched again when "/" opens it (colleagues add replies)
 const SCOPES = {
   agent: 'Only me',
   department: 'A department',
@@ -36,6 +37,7 @@ export class CannedReplies {
     this.loading = chatApi.canned().then((list) => {
       this.replies = list.filter(Boolean).sort((a, b) => a.name.localeCompare(b.name));
       this.loaded = true;
+      this.loadedAt = Date.now();
       this.error = null;
       this.changed();
       return this.replies;
@@ -49,6 +51,13 @@ export class CannedReplies {
 
   changed() {
     for (const fn of this.listeners) fn();
+  }
+
+  // Fetched again in the background when older than FRESH_FOR (once at a time).
+  refreshIfStale() {
+    if (Date.now() - this.loadedAt <= FRESH_FOR) return;
+    this.loadedAt = Date.now();
+    this.load(true);
   }
 
   // Replies whose name starts with the query first, then names and texts containing it.
@@ -131,6 +140,7 @@ export class CannedSuggest {
       return;
     }
     if (!this.store.loaded) this.store.load();
+    else this.store.refreshIfStale();
     this.range = token;
     this.items = this.store.match(token.query);
     this.active = Math.min(this.active, Math.max(0, this.items.length - 1));
