@@ -48,12 +48,15 @@ async def transcript(db: Database, service, conversation_id: str, *, audience: s
         for event in await timeline.list_events(db, session_id):
             events.append(t.TranscriptEvent(at=event.at, kind=str(getattr(event.kind, "value", event.kind)),
                                             actor_name=await name_of(event.actor_id), detail=dict(event.detail)))
-    participants = [(p.name, p.role) for p in await service.participants(conversation_id)]
+    participants = [(p.name, p.role) for p in await service.participants(conversation_id, ever=True)]
+    # The questions as the visitor read them ("Order number", not "order"); answers to a
+    # question no longer configured keep its name.
+    labels = service.field_labels()
     info = t.TranscriptInfo(
         conversation_id=conversation.id, site=conversation.site_host, visitor_name=conversation.visitor_name,
         visitor_email=conversation.visitor_email, department=conversation.department,
         started_at=conversation.created_at, ended_at=conversation.ended_at, url=conversation.url or "",
-        fields=dict(conversation.fields or {}), survey_rating=conversation.survey_rating,
+        fields={labels.get(k) or k: v for k, v in (conversation.fields or {}).items()}, survey_rating=conversation.survey_rating,
         survey_comment=conversation.survey_comment or "", participants=participants)
     return t.build(info, messages, events, audience=audience)
 

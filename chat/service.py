@@ -636,15 +636,18 @@ class ChatService:
         async with self._write() as s:
             return await self._part(s, conversation_id, user_id, self._now())
 
-    async def participants(self, conversation_id: str) -> list[p.ChatParticipant]:
-        """Who is in the conversation now (joined and not left), first joined first."""
+    async def participants(self, conversation_id: str, *, ever: bool = False) -> list[p.ChatParticipant]:
+        """Who is in the conversation now (joined and not left), first joined first; with
+        ``ever``, everyone who took part (those who handed it on too: the transcript's list)."""
         query = (
             sa.select(User.id, User.display_name, User.username, User.role, sa.func.min(ChatParticipantRow.id))
             .join(ChatParticipantRow, ChatParticipantRow.user_id == User.id)
-            .where(ChatParticipantRow.conversation_id == conversation_id, ChatParticipantRow.left_at.is_(None))
+            .where(ChatParticipantRow.conversation_id == conversation_id)
             .group_by(User.id, User.display_name, User.username, User.role)
             .order_by(sa.func.min(ChatParticipantRow.id))
         )
+        if not ever:
+            query = query.where(ChatParticipantRow.left_at.is_(None))
         async with self.db.session(read_only=True) as s:
             rows = (await s.execute(query)).all()
         return [p.ChatParticipant(id=r.id, name=r.display_name or r.username, role=str(r.role)) for r in rows]
@@ -1382,6 +1385,10 @@ class ChatService:
         if self._departments and department not in self._departments:
             raise _bad(f"no department {department!r}")
         return department
+
+    def field_labels(self) -> dict[str, str]:
+        """The pre-chat questions' labels by field name."""
+        return {name: spec.label for name, spec in self._fields.items()}
 
     def _check_fields(self, fields: Mapping[str, str] | None, *, enforce_required: bool) -> dict[str, str]:
         """Pre-chat answers: only configured fields, values within limits, a select's

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from chat.service import ChatService
-from cobrowse.config import Config, ServerOptions
+from cobrowse.config import ChatField, Config, ServerOptions
 from cobrowse.storage.db import Database
 from cobrowse.sync.broker import InMemoryBroker
 from cobrowse.sync.chat import ChatHubSettings, HubChat
@@ -89,7 +89,7 @@ async def chat_env(aiohttp_client, tmp_path):
     db = Database.from_config(config)
     await db.start()
     agents = await _users(db)
-    service = ChatService(db, secret=SECRET)
+    service = ChatService(db, secret=SECRET, prechat_fields=(ChatField(name="order", label="Order number"),))
     hub = Hub(InMemoryBroker(), SECRET)
     ended: list[str] = []
     offline: list = []
@@ -619,6 +619,24 @@ async def test_ending_the_chat_ends_the_page_shared_in_it(chat_env):
     await bob.send({"t": "join", "session": again})
     await bob.until("joined", session=again)
     assert env.hub.chat_links == {}
+
+
+async def test_the_transcript_names_everyone_who_helped_the_questions_and_who_ended_it(chat_env):
+    from chat import archive
+
+    env = chat_env
+    anna, bob = await env.agent("anna"), await env.agent("bob")
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor, fields={"order": "10042"}))["conversation"]
+    await env.accepted(anna, conversation)
+    await anna.send({"t": "chat_transfer", "conversation": conversation, "agent": env.agents["bob"].user_id})
+    await bob.until("chat_history", conversation=conversation)
+    await bob.send({"t": "chat_end", "conversation": conversation})
+    await visitor.until("chat_state", conversation=conversation, status="ended")
+    text = await archive.render(env.service.db, env.service, conversation, audience="agent", fmt="txt")
+    assert "Participants: Anna (agent), Bob (agent)" in text  # (Anna handed it on: she helped too)
+    assert "Order number: 10042" in text
+    assert "Bob ended the chat." in text
 
 
 async def test_a_long_history_comes_a_page_at_a_time(chat_env):

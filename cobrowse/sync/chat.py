@@ -365,7 +365,7 @@ class HubChat:
             self._publish(agents_topic(conversation_id),
                           p.ChatSeen(delivered=delivered, read=read, conversation=conversation_id, by="agent"))
         elif kind is p.ChatEnd:
-            await self._end(conversation_id, "agent")
+            await self._end(conversation_id, "agent", line=f"{agent.name} ended the chat.")
         elif kind is p.ChatTransfer:
             department = frame.department or None
             target = frame.agent or None
