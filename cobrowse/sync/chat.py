@@ -725,7 +725,8 @@ class HubChat:
         away, or someone came back) get their state again: the widget then offers to
         leave a message, or stops offering it."""
         unstaffed = {c.id for c in waiting if not self.available(c.department)}
-        changed = unstaffed ^ self._unstaffed
+        # (Chats no longer waiting are left out: their own state has gone out.)
+        changed = unstaffed ^ (self._unstaffed & {c.id for c in waiting})
         self._unstaffed = unstaffed
         for conversation_id in changed:
             try:
