@@ -308,6 +308,10 @@ def describe_event(kind: str, actor_name: str | None, detail: Mapping[str, Any] 
         if detail.get("pending") is True:
             return f"{_subject(agent)} left before the visitor answered the request for control"
         return f"{_subject(agent)} left; control returned to the visitor"
+    if kind == "control_ended":
+        if detail.get("pending") is True:
+            return f"The visitor left before answering the request for control by {_object(agent)}"
+        return f"The visitor left the page; control by {_object(agent)} ended"
 
     if kind == "command_sent":
         target = url or "a page"

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from cobrowse.sync import protocol as p
-from cobrowse.sync.session import CONTROL_TIMEOUT, Audience, CobrowseSession, Outgoing, navigation_problem
+from cobrowse.sync.session import CONTROL_TIMEOUT, TAB_GRACE, Audience, CobrowseSession, Outgoing, navigation_problem
 from test_sync_hub import T0, Env, env, make_env, tick  # noqa: F401 (env, make_env: fixtures)
 
 A = p.Viewer(name="Anna", role="agent")
@@ -157,6 +157,43 @@ def test_the_controller_leaving_ends_control(pending):
     assert session.controller is None and session.pending is None
     assert kinds(session) == [("control_left", 1)]
     assert states(session.agent_left("s1", T0 + 6)) == []  # someone else leaving changes nothing
+
+
+@pytest.mark.parametrize("pending", [False, True])
+def test_control_ends_when_the_visitor_leaves_and_is_asked_for_again_on_return(pending):
+    session = session_with_agents()
+    session.tab_connected("T2", "https://shop.test/cart", "Cart", T0)
+    if pending:
+        session.control_request("a1", False, T0)
+    else:
+        grant(session)
+    session.take_records()
+    # One of two tabs closing changes nothing: the visitor is still there.
+    session.tab_disconnected("T2", T0 + 1)
+    out = session.tick(T0 + 1 + TAB_GRACE + 1, 1800)
+    assert of(out, p.TabUpdate) and states(out) == []
+    assert (session.controller or session.pending) is not None
+    # The last one closing (past the grace a page load gets) ends control, on both sides.
+    session.tab_disconnected("T", T0 + 20)
+    out = session.tick(T0 + 20 + TAB_GRACE + 1, 1800)
+    assert states(out) == [(None, False, "visitor_left")]
+    assert session.controller is None and session.pending is None
+    records = session.take_records()
+    assert [(r.kind, r.detail["agent"], r.detail["pending"]) for r in records] == [("control_ended", "Anna", pending)]
+    # Back, much later: nobody controls the page, and the agent has to ask again.
+    _, out = session.tab_connected("T", "https://shop.test/", "Shop", T0 + 3600)
+    assert states(out) == [] and not of(session.visitor_restore("T", T0 + 3600), p.ControlState)
+    click = p.AgentInput(session="S", tab="T", action="click", node=1)
+    assert errors(session.agent_input("a1", click, T0 + 3601), "a1") == ["not_controlling"]
+
+
+def test_a_page_load_keeps_control():
+    session = session_with_agents()
+    grant(session)
+    session.tab_disconnected("T", T0 + 2)
+    session.tab_connected("T", "https://shop.test/cart", "Cart", T0 + 2.5)  # the next page, same tab
+    assert states(session.tick(T0 + 2 + TAB_GRACE + 1, 1800)) == []
+    assert session.controller is not None
 
 
 def test_a_late_joiner_learns_who_controls_and_what_is_pending():

@@ -123,6 +123,7 @@ class EventKind(enum.StrEnum):
     control_released = "control_released"
     control_timeout = "control_timeout"
     control_left = "control_left"
+    control_ended = "control_ended"  # the visitor's last tab closed; detail adds pending
     command_sent = "command_sent"  # detail: tab, kind (goto | open), url
     command_result = "command_result"  # detail: tab, kind, url, ok, reason
     # Screen sharing and voice calls (cobrowse/sync/screenshare.py; actor: the agent, or None).

@@ -653,13 +653,26 @@ class CobrowseSession:
         if not tab.open:
             return []
         tab.open = False
-        if not any(t.open for t in self.tabs.values()):
-            self.away_since = gone_at
         tab.events.clear()
         tab.buffer_bytes = 0
         tab.awaiting_snapshot = True
         tab.markers.clear()  # a closed tab has no page to show them on (agents drop them with the tab)
-        return [Outgoing(Audience.AGENTS, TabUpdate(session=self.id, state=tab.state()))]
+        out = [Outgoing(Audience.AGENTS, TabUpdate(session=self.id, state=tab.state()))]
+        if not any(t.open for t in self.tabs.values()):
+            self.away_since = gone_at
+            out += self._control_ends_with_visitor_gone(gone_at)
+        return out
+
+    def _control_ends_with_visitor_gone(self, gone_at: float) -> list[Outgoing]:
+        # The visitor's "yes" was for the page in front of them. When they come back
+        # (a minute or a day later), nobody should be clicking in it without asking again.
+        if self.controller is None and self.pending is None:
+            return []
+        ended = self.controller or self.pending
+        was_pending = self.controller is None
+        self.controller = self.pending = None
+        self._record(gone_at, "control_ended", None, **_who(ended), pending=was_pending)
+        return self._control_changed("visitor_left")
 
     def queue_entry(self) -> QueueEntry:
         tab = next((t for t in self.tabs.values() if t.open), None) or next(iter(self.tabs.values()), None)

@@ -523,6 +523,10 @@ async def test_control_prompt_allow_and_typing_fires_the_sites_listeners(page, w
         assert s.wire.sent_of("control")[-1] == {"t": "control", "granted": True, "allow_submit": False}
         await expect(page.locator(NOTICE)).to_contain_text("Anna (support) is controlling this page")
         await expect(page.locator(f"{NOTICE} >> button")).to_have_text("Take back control")
+        # At the bottom of the window: the site's header and nav stay in sight and clickable.
+        notice_box = await page.locator(NOTICE).bounding_box()
+        header_box = await page.locator("header.site-header").bounding_box()
+        assert notice_box["y"] > header_box["y"] + header_box["height"] + 200, (notice_box, header_box)
         await page.mouse.move(5, 790)
         await page.screenshot(path=str(screenshot_dir / "control-notice.png"), animations="disabled")
 

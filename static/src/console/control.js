@@ -4,7 +4,7 @@
 //
 //   -> control_request {session, allow_submit}     -> control_release {session}
 //   <- control_state {controller {name, role}|null, allow_submit, reason}
-//        reason: granted | declined | revoked | released | timeout | left
+//        reason: granted | declined | revoked | released | timeout | left | visitor_left
 //   -> input {session, tab, action, node, value, checked, x, y, key}
 //        click   any element but fields whose value changes tell more
 //        input   a text field's full new value (as typed in the replay)
@@ -62,6 +62,7 @@ const NOTES = {
   revoked: 'The visitor took control back.',
   released: 'You released control.',
   left: 'Control ended.',
+  visitor_left: 'The visitor left, so control ended. Ask again when they are back.',
 };
 
 export function refusedText(frame) {
@@ -152,6 +153,7 @@ export class ControlPanel {
       if (was == 'waiting' && (frame.reason == 'declined' || frame.reason == 'timeout')) this.note = NOTES[frame.reason];
       else if (was == 'mine' && frame.reason && NOTES[frame.reason]) this.note = NOTES[frame.reason];
       else if (was == 'waiting' && frame.reason == 'revoked') this.note = NOTES.declined;
+      else if (was == 'waiting' && frame.reason == 'visitor_left') this.note = NOTES.visitor_left;
       if (this.note) this.ctx.announce(this.note);
     }
     this.render();

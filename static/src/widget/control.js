@@ -63,10 +63,11 @@ const CSS = [
   ['.cq-b button:focus-visible', 'outline:3px solid ' + ACCENT + ';outline-offset:2px'],
   [
     '.cn',
-    'pointer-events:auto;position:fixed;top:64px;left:50%;transform:translateX(-50%);box-sizing:border-box;' +
+    // At the bottom, between the launcher and the small sharing badge: at the top it hid the site's own nav.
+    'pointer-events:auto;position:fixed;bottom:calc(24px + var(--cb-b,0px));left:50%;transform:translateX(-50%);box-sizing:border-box;' +
       'display:flex;align-items:center;gap:10px;max-width:calc(100vw - 24px);padding:5px 5px 5px 14px;border-radius:999px;' +
       'background:#101828;color:#fff;font:500 14px/1.3 ' + FONT + ';white-space:nowrap;' +
-      'box-shadow:0 0 0 2px #f79009,0 10px 30px rgba(16,24,40,.35);animation:cq-drop .2s ease-out',
+      'box-shadow:0 0 0 2px #f79009,0 10px 30px rgba(16,24,40,.35);animation:cn-up .2s ease-out',
   ],
   ['.cn > svg', 'flex:none;width:18px;height:18px;color:#fdb022'],
   ['.cn-t', 'min-width:0;overflow:hidden;text-overflow:ellipsis'],
@@ -101,6 +102,7 @@ const CSS = [
   '@keyframes cr{from{transform:scale(.3);opacity:1}to{transform:scale(1.3);opacity:0}}',
   '@keyframes cq-in{from{opacity:0;transform:translate(-50%,-8px)}}',
   '@keyframes cq-drop{from{opacity:0;transform:translate(-50%,-8px)}}',
+  '@keyframes cn-up{from{opacity:0;transform:translate(-50%,8px)}}',
   '@keyframes cq-left{to{transform:scaleX(0)}}',
   '@media (max-width:480px){.cq,.cn,.ct{top:auto;bottom:80px;left:8px;right:8px;transform:none;width:auto;max-width:none;animation:none}.cn{white-space:normal;border-radius:18px}.cn kbd{display:none}}',
   '@media (prefers-reduced-motion:reduce){.cq,.cn,.ct,.cr{animation:none}.cr{display:none}}',
