@@ -13,6 +13,8 @@ from cobrowse.storage.db import Database
 from . import transcript as t
 
 PAGE = 500
+# Timeline kinds the hub also posts to a linked chat, in plain words (screenshare.chat_text).
+CHAT_HOLDS = ("screen_share_", "call_")
 
 
 async def transcript(db: Database, service, conversation_id: str, *, audience: str) -> t.Transcript:
@@ -46,6 +48,9 @@ async def transcript(db: Database, service, conversation_id: str, *, audience: s
     events = []
     for session_id in await service.sessions_of(conversation_id):
         for event in await timeline.list_events(db, session_id):
+            kind = str(getattr(event.kind, "value", event.kind))
+            if kind.startswith(CHAT_HOLDS):
+                continue  # the hub wrote it into this conversation as an event line: once is enough
             events.append(t.TranscriptEvent(at=event.at, kind=str(getattr(event.kind, "value", event.kind)),
                                             actor_name=await name_of(event.actor_id), detail=dict(event.detail)))
     participants = [(p.name, p.role) for p in await service.participants(conversation_id, ever=True)]

@@ -639,6 +639,38 @@ async def test_the_transcript_names_everyone_who_helped_the_questions_and_who_en
     assert "Bob ended the chat." in text
 
 
+async def test_a_screen_share_shows_once_in_the_transcript(chat_env):
+    from chat import archive
+    from cobrowse.storage import timeline
+    from cobrowse.sync.db_store import DatabaseSessionStore
+
+    env = chat_env
+    env.hub.store = store = DatabaseSessionStore(env.service.db)  # the timeline, as `cobrowse serve` keeps it
+    store.start()
+    anna, visitor, conversation = await env.active_chat()
+    session = await _shared_in_chat(env, anna, visitor, conversation)
+    await anna.send({"t": "screen_request", "session": session})
+    await visitor.until("screen_request")
+    await visitor.send({"t": "screen_answer", "state": "declined"})
+    line = "Screen sharing was declined. Nothing was shared."
+    got = await anna.until("chat_msg", conversation=conversation)  # the chat's own event line
+    while got["m"]["text"] != line:
+        got = await anna.until("chat_msg", conversation=conversation)
+    for _ in range(500):  # and the session's timeline row, written beside the live path
+        if any(str(e.kind) == "screen_share_declined" for e in await timeline.list_events(env.service.db, session)):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the timeline never got the record")
+    for audience in ("agent", "visitor"):
+        text = await archive.render(env.service.db, env.service, conversation, audience=audience, fmt="txt")
+        lines = text.splitlines()
+        # One line for the request and one for the answer (the chat's, in the visitor's words).
+        assert sum("your screen" in line or "their screen" in line for line in lines) == 1, text
+        assert sum("declined" in line for line in lines) == 1, text
+    await store.stop()
+
+
 async def test_a_long_history_comes_a_page_at_a_time(chat_env):
     from cobrowse.sync import chat as hub_chat
 
