@@ -352,6 +352,67 @@ async def test_a_supervisor_sees_the_team_and_looks_in_on_a_chat(contexts, live,
     _clean(visitor_watch)
 
 
+async def scale_shown(page) -> int:
+    """The mirrored page's scale, in percent, as the session bar shows it."""
+    return int((await page.locator("#viewport-scale").inner_text()).rstrip("%"))
+
+
+async def test_on_a_laptop_the_columns_fold_to_give_the_page_room(contexts, live, screenshot_dir):
+    agent = await open_agent(contexts, live, "anna")
+    page = agent.page
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await page.evaluate("() => localStorage.removeItem('cobrowse.console.layout')")
+    await page.reload()
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "online")
+    # Nothing shared yet: the list is there.
+    await expect(page.locator("#queue-title")).to_be_visible()
+    await expect(page.locator("#queue-rail")).to_be_hidden()
+
+    visitor, visitor_watch, _ = await open_chat_visitor(contexts, live, "/")
+    await start_chat(visitor, "Which size should I pick?")
+    await accept_offer(agent, "Visitor")
+    await visitor.get_by_role("button", name="Share my page with the agent").click()
+    await visitor.get_by_role("button", name="Share this page").click()
+    await expect(agent.replay().locator("body")).to_be_visible()
+    # The page is on screen in a laptop-sized window: the list folds to its rail, the page gets the room.
+    await expect(page.locator("#queue-rail")).to_be_visible()
+    await expect(page.locator("#queue-title")).to_be_hidden()
+    await expect(page.locator("#queue-toggle")).to_have_attribute("aria-expanded", "false")
+    assert (await page.locator("#queue-col").bounding_box())["width"] <= 60
+    await expect(page.locator("#viewport-scale")).to_have_text(re.compile(r"^\d+%$"))
+    with_details = await scale_shown(page)
+    assert with_details >= 45, with_details  # 26-29% before the columns folded
+
+    # A new chat while the list is folded: the rail counts it, and the rail's button unfolds.
+    other, other_watch, _ = await open_chat_visitor(contexts, live, "/cart")
+    await start_chat(other, "Do you ship to Belgium?")
+    await expect(page.locator("#queue-rail-offers")).to_have_text("1")
+    await expect(page.locator("#queue-rail-open")).to_have_attribute("aria-label", re.compile(r"1 chat offered"))
+
+    # Details fold too, on the agent's say-so: the page grows again.
+    await page.locator("#info-toggle").click()
+    await expect(page.locator("#info")).to_be_hidden()
+    await expect(page.locator("#info-toggle")).to_have_attribute("aria-expanded", "false")
+    await page.wait_for_function("(n) => parseInt(document.querySelector('#viewport-scale').textContent) > n",
+                                 arg=with_details, timeout=TIMEOUT_MS)
+    await page.wait_for_timeout(300)
+    await page.screenshot(path=str(screenshot_dir / "console-laptop-folded.png"))
+
+    # Unfolding is a choice the console keeps: after a reload, with the page shown, the list stays.
+    await page.locator("#queue-rail-open").click()
+    await expect(page.locator(".offer", has_text="Do you ship")).to_be_visible()
+    await expect(page.locator("#queue-rail")).to_be_hidden()
+    await page.reload()
+    await expect(agent.replay().locator("body")).to_be_visible()
+    await expect(page.locator("#queue-title")).to_be_visible()
+    await expect(page.locator("#queue-rail")).to_be_hidden()
+    await expect(page.locator("#info")).to_be_hidden()  # and so do the folded details
+    await page.locator("#info-toggle").click()
+    await expect(page.locator("#control-request")).to_be_visible()
+    for watch in (agent.watch, visitor_watch, other_watch):
+        _clean(watch)
+
+
 async def test_messages_written_offline_are_sent_once(contexts, live):
     agent = await open_agent(contexts, live, "anna")
     page = agent.page

@@ -630,6 +630,11 @@ async def test_two_visitor_tabs_show_as_two_tabs(contexts, live, screenshot_dir)
     finally:
         hub.clock = real_clock
     await expect(agent.page.locator("#info-tabs")).to_have_text("1 open")
+    # A moment later it leaves the strip: only the open tab is left (one tab: no "Follow visitor").
+    await expect(tabs).to_have_count(1)
+    await expect(tabs).to_contain_text("Shop")
+    await expect(agent.page.locator("#follow")).to_be_hidden()
+    await expect(agent.replay().locator(".product-card, article, a", has_text=PRODUCTS[0].name).first).to_be_visible()
 
     # The visitor closes the last tab too: the view and the queue say they left,
     # instead of a blank page still marked live.
@@ -741,4 +746,5 @@ async def test_both_sides_catch_up_after_a_hub_restart(contexts, live):
     await expect(agent.replay().locator("#promo")).to_have_value(typed)
     # The console saw that the hub had made the session anew and asked for whole pages.
     assert agent.joins()[-1].get("since") == {}, agent.joins()[-1]
-    _clean(agent.watch, allow=("WebSocket connection to",))
+    # (While the service is down, the console's retries and its login check are refused.)
+    _clean(agent.watch, allow=("WebSocket connection to", "ERR_CONNECTION_REFUSED"))

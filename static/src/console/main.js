@@ -19,6 +19,7 @@
 //   departments.js   department names for the ids chats carry
 //   emoji.js         the composer's emoji picker
 //   screenshare.js   screen sharing and voice calls on the agent's request (WebRTC)
+//   layout.js        the side columns folding away to give the visitor's page room
 //
 // The page is console.html; this runs deferred, under the console's CSP.
 
@@ -36,6 +37,7 @@ import { TeamView } from './team.js';
 import { ScreenShare } from './screenshare.js';
 import * as chatApi from './chat-api.js';
 import { learnDepartments } from './departments.js';
+import { WorkspaceLayout } from './layout.js';
 
 const els = {
   boot: $('#boot'),
@@ -49,6 +51,21 @@ const els = {
   toast: $('#toast'),
   announcer: $('#announcer'),
 };
+
+const layout = new WorkspaceLayout({
+  workspace: els.workspace,
+  session: $('#session'),
+  queueToggle: $('#queue-toggle'),
+  rail: $('#queue-rail'),
+  railOpen: $('#queue-rail-open'),
+  railOffers: $('#queue-rail-offers'),
+  railOffersItem: $('#queue-rail-offers-item'),
+  railWaiting: $('#queue-rail-waiting'),
+  offersSection: $('#offers'),
+  offersCount: $('#offers-count'),
+  queueCount: $('#queue-count'),
+  infoToggle: $('#info-toggle'),
+});
 
 const login = new LoginScreen({
   root: $('#login'),
@@ -375,7 +392,7 @@ function enter(who) {
     onAuthLost: () => leaveWorkspace('Your login has expired. Sign in again.'),
   }, async () => (await api.me()) != null);
   socket.start();
-  window.__cobrowseConsole = { session, queue, socket, chat, offers, canned, screen }; // for the end-to-end tests and debugging
+  window.__cobrowseConsole = { session, queue, socket, chat, offers, canned, screen, layout }; // for the end-to-end tests and debugging
 }
 
 // Chats and messages carry department ids; the console shows their names (departments.js).

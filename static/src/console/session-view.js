@@ -25,6 +25,9 @@ const REJOIN_PATIENCE = 60_000; // ms to keep asking for a session the hub does 
 const REJOIN_EVERY = 1500;
 const RESYNC_MIN_GAP = 2000; // ms between two requests for a fresh copy of the same tab
 const QUEUE_WAIT = 2000; // ms to wait for the queue after a reconnect before rejoining anyway
+// A tab the visitor closed keeps its place this long, marked "closed", then leaves the strip
+// (while another tab is open: the last one stays, to show that the visitor left).
+const CLOSED_TAB_LINGER = 4000;
 const INTERACTION_SOURCES = new Set([1, 2, 3, 5, 6, 12, 14]); // mouse, click, scroll, input, touch, drag, selection
 const MARKER_ERRORS = new Set(['mark', 'unmark', 'laser']);
 
@@ -457,11 +460,40 @@ class SessionView {
         else this.setOverlay('closed');
       }
       if (!this.anyOpen()) this.setOverlay('left'); // whichever tab is shown
-    } else if (this.active == tab.id && (this.overlay == 'closed' || this.overlay == 'left')) {
-      this.setOverlay(tab.replay.ready ? null : 'loading'); // the visitor is back on this tab
+      else this.pruneSoon();
+    } else {
+      if (this.active == tab.id && (this.overlay == 'closed' || this.overlay == 'left')) {
+        this.setOverlay(tab.replay.ready ? null : 'loading'); // the visitor is back on this tab
+      }
+      // Tabs that closed while this was the only one kept their place; with one open again, they go.
+      if (!this.pruneTimer && [...this.tabs.values()].some((t) => t.state.open === false)) this.pruneSoon();
     }
     this.renderTabsCount();
     if (this.active == tab.id) this.renderInfo();
+  }
+
+  pruneSoon() {
+    clearTimeout(this.pruneTimer);
+    this.pruneTimer = setTimeout(() => this.pruneClosed(), CLOSED_TAB_LINGER);
+  }
+
+  // Drop closed tabs from the strip, as long as an open one is left to show.
+  pruneClosed() {
+    this.pruneTimer = 0;
+    if (this.ended || !this.anyOpen()) return;
+    for (const tab of [...this.tabs.values()]) {
+      if (tab.state.open !== false) continue;
+      tab.replay.destroy();
+      tab.layer.destroy();
+      tab.button.remove();
+      tab.panel.remove();
+      this.tabs.delete(tab.id);
+    }
+    if (!this.tabs.has(this.active)) {
+      const next = [...this.tabs.values()].find((t) => t.replay.ready) || this.tabs.values().next().value;
+      this.select(next.id, false);
+    }
+    this.renderTabsCount();
   }
 
   select(id, byAgent) {
@@ -690,6 +722,7 @@ class SessionView {
 
   destroy() {
     clearInterval(this.timer);
+    clearTimeout(this.pruneTimer);
     for (const tab of this.tabs.values()) {
       tab.replay.destroy();
       tab.layer.destroy();
