@@ -62,7 +62,8 @@ async def transcript(db: Database, service, conversation_id: str, *, audience: s
         visitor_email=conversation.visitor_email, department=conversation.department,
         started_at=conversation.created_at, ended_at=conversation.ended_at, url=conversation.url or "",
         fields={labels.get(k) or k: v for k, v in (conversation.fields or {}).items()}, survey_rating=conversation.survey_rating,
-        survey_comment=conversation.survey_comment or "", participants=participants)
+        survey_comment=conversation.survey_comment or "", participants=participants,
+        visitor_timezone=conversation.visitor_timezone)
     return t.build(info, messages, events, audience=audience)
 
 

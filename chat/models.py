@@ -125,6 +125,8 @@ class ChatConversation(Base):
     fields: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)  # pre-chat answers
     url: Mapped[str] = mapped_column(sa.Text, default="")
     title: Mapped[str] = mapped_column(sa.Text, default="")
+    # The visitor's IANA time zone ("Europe/Amsterdam", from their browser), for their transcript; "" unknown.
+    visitor_timezone: Mapped[str] = mapped_column(sa.String(64), default="", server_default="")
     status: Mapped[ConversationStatus] = mapped_column(_enum(ConversationStatus, "status", 16))
     agent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)  # who holds it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -72,6 +72,7 @@ from .models import (
     Sender,
     Uploader,
 )
+from .transcript import zone_of
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -180,6 +181,7 @@ class Conversation:
     survey_rating: int | None
     survey_comment: str | None
     survey_at: datetime | None
+    visitor_timezone: str = ""  # IANA name from the visitor's browser ("": not known)
 
     @property
     def ended(self) -> bool:
@@ -255,7 +257,7 @@ def _conversation(row: ChatConversation) -> Conversation:
         accepted_at=row.accepted_at, ended_at=row.ended_at, ended_by=str(row.ended_by) if row.ended_by else None,
         last_seq=row.next_seq - 1, visitor_delivered=row.visitor_delivered, visitor_read=row.visitor_read,
         agent_delivered=row.agent_delivered, agent_read=row.agent_read, survey_rating=row.survey_rating,
-        survey_comment=row.survey_comment, survey_at=row.survey_at,
+        survey_comment=row.survey_comment, survey_at=row.survey_at, visitor_timezone=row.visitor_timezone or "",
     )
 
 
@@ -515,9 +517,11 @@ class ChatService:
         fields: Mapping[str, str] | None = None,
         url: str = "",
         title: str = "",
+        timezone: str = "",
     ) -> Conversation:
         """Open a conversation (status ``waiting``). Idempotent on (visitor_id, key):
-        a retry returns the conversation the first call made, whatever else it says."""
+        a retry returns the conversation the first call made, whatever else it says.
+        ``timezone`` (the browser's IANA name) is kept only when this server knows it."""
         site_host = _site_host(site)
         visitor = _visitor(visitor_id)
         start_key = _check_id(key, "key")
@@ -528,7 +532,9 @@ class ChatService:
         row = ChatConversation(
             id=secrets.token_urlsafe(16), site_host=site_host, visitor_id=visitor, start_key=start_key,
             visitor_name=visitor_name, visitor_email=address, department=department, fields=answers,
-            url=_page_text(url, "url"), title=_page_text(title, "title"), status=ConversationStatus.waiting,
+            url=_page_text(url, "url"), title=_page_text(title, "title"),
+            visitor_timezone=timezone if isinstance(timezone, str) and zone_of(timezone) else "",
+            status=ConversationStatus.waiting,
             agent_id=None, created_at=self._now(), next_seq=1,
         )
         query = sa.select(ChatConversation).where(ChatConversation.visitor_id == visitor,

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from html import escape
 from typing import Any, Literal
 
@@ -66,6 +67,7 @@ HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 _NAME_LIMIT = 100
 _URL_LIMIT = 2048
 _NOTE_LIMIT = 500
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*")  # "Europe/Amsterdam", "Etc/GMT+5", "UTC"
 
 
 # ----- input --------------------------------------------------------------------------
@@ -87,6 +89,7 @@ class TranscriptInfo:
     survey_rating: int | None = None  # 1..5
     survey_comment: str | None = None
     participants: Sequence[tuple[str, str]] = ()  # (name, role)
+    visitor_timezone: str = ""  # IANA name from the visitor's browser; their copy shows times in it
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,8 +405,30 @@ def _line(value: object, limit: int = 1000) -> str:
     return clean_line(_plain(value), limit)
 
 
-def _stamp(moment: datetime) -> str:
-    return _utc(moment).strftime("%Y-%m-%d %H:%M:%S UTC")
+def zone_of(name: str) -> ZoneInfo | None:
+    """The time zone called ``name`` (IANA, as browsers give it), or None: empty, malformed or unknown here."""
+    if not name or len(name) > 64 or not _ZONE_NAME.fullmatch(name):
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _clock(transcript: Transcript) -> ZoneInfo | None:
+    """Whose clock the times follow: the visitor's own in their copy, when known; UTC otherwise
+    (agents compare transcripts from visitors everywhere)."""
+    return zone_of(transcript.info.visitor_timezone) if transcript.audience == "visitor" else None
+
+
+def _stamp(moment: datetime, zone: ZoneInfo | None = None) -> str:
+    if zone is None:
+        return _utc(moment).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return _utc(moment).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _times_note(zone: ZoneInfo | None) -> str:
+    return f"All times are {zone.key} time." if zone is not None else "All times are UTC."
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -472,7 +497,7 @@ def _has_survey(info: TranscriptInfo) -> bool:
     return bool(_survey_rating(info) or _plain(info.survey_comment).strip())
 
 
-def _header(info: TranscriptInfo) -> list[tuple[str, str]]:
+def _header(info: TranscriptInfo, zone: ZoneInfo | None = None) -> list[tuple[str, str]]:
     """The header's (label, value) rows, empty values left out."""
     rows = [
         ("Site", _line(info.site, 255)),
@@ -480,8 +505,8 @@ def _header(info: TranscriptInfo) -> list[tuple[str, str]]:
         ("Visitor", _visitor(info)),
         ("Department", _line(info.department, _NAME_LIMIT)),
         ("Participants", _participants(info)),
-        ("Started", _stamp(info.started_at)),
-        ("Ended", _stamp(info.ended_at) if info.ended_at else ""),
+        ("Started", _stamp(info.started_at, zone)),
+        ("Ended", _stamp(info.ended_at, zone) if info.ended_at else ""),
         ("Duration", _duration(info)),
         ("Page", _line(info.url, _URL_LIMIT)),
     ]
@@ -529,16 +554,17 @@ def render_txt(transcript: Transcript) -> str:
     """Plain text, UTF-8, ``\\n`` line ends: the header, the pre-chat answers, one
     entry per line (continuations indented), the survey."""
     info = transcript.info
+    zone = _clock(transcript)
     out = ["Chat transcript" + (" (visitor's copy)" if transcript.audience == "visitor" else ""), ""]
-    for label, value in _header(info):
+    for label, value in _header(info, zone):
         out.append(f"{label}: {value}")
     fields = _fields(info)
     if fields:
         out += ["", "Pre-chat form:"]
         out += [f"  {label}: {_indent_rest(value, '    ')}" for label, value in fields]
-    out += ["", "All times are UTC.", ""]
+    out += ["", _times_note(zone), ""]
     for entry in transcript.entries:
-        stamp = f"[{_stamp(entry.at).removesuffix(' UTC')}]"
+        stamp = f"[{_stamp(entry.at, zone).rsplit(' ', 1)[0]}]"
         indent = " " * (len(stamp) + 1)
         if entry.type == "event":
             out.append(f"{stamp} * {_indent_rest(entry.text, indent)}")
@@ -590,7 +616,7 @@ def render_json(transcript: Transcript) -> str:
 
     ``{version, audience, conversation: {id, site, visitor: {name, email},
     department, url, started_at, ended_at, participants: [{name, role}],
-    fields: {label: value}}, entries: [...], survey: {rating, comment} | null}``;
+    fields: {label: value}, visitor_timezone}, entries: [...], survey: {rating, comment} | null}``;
     an entry is ``{type: "message", seq, at, sender, kind, name, text, file:
     {name, size} | null, rich}`` or ``{type: "event", at, kind, actor, text}``
     (+ ``detail`` in the agents' copy).
@@ -611,6 +637,7 @@ def render_json(transcript: Transcript) -> str:
             "participants": [{"name": _plain(name), "role": _plain(role) or None}
                              for name, role in _pairs(info.participants)],
             "fields": {_plain(k): _plain(v) for k, v in fields.items()},
+            "visitor_timezone": info.visitor_timezone if zone_of(info.visitor_timezone) else None,
         },
         "entries": [_json_entry(entry, transcript.audience) for entry in transcript.entries],
         "survey": ({"rating": info.survey_rating, "comment": _plain(info.survey_comment) or None}
@@ -663,8 +690,8 @@ def _linked(text: str) -> str:
     return "".join(out)
 
 
-def _html_entry(entry: TranscriptEntry, info: TranscriptInfo) -> str:
-    time = f'<time datetime="{_iso(entry.at)}">{escape(_stamp(entry.at))}</time>'
+def _html_entry(entry: TranscriptEntry, info: TranscriptInfo, zone: ZoneInfo | None = None) -> str:
+    time = f'<time datetime="{_iso(entry.at)}">{escape(_stamp(entry.at, zone))}</time>'
     if entry.type == "event":
         return f'<li class="entry event">{time}<span class="text">{_linked(entry.text)}</span></li>'
     who, what = _message_words(entry, info)
@@ -702,7 +729,8 @@ def render_html(transcript: Transcript) -> str:
         f"<h1>{_h(title)}</h1>",
         '<table class="info">',
     ]
-    for label, value in _header(info):
+    zone = _clock(transcript)
+    for label, value in _header(info, zone):
         cell = _linked(value) if label == "Page" else _h(value)
         parts.append(f"<tr><th>{_h(label)}</th><td>{cell}</td></tr>")
     parts.append("</table>")
@@ -711,8 +739,8 @@ def render_html(transcript: Transcript) -> str:
         parts += ["<h2>Pre-chat form</h2>", '<table class="fields">']
         parts += [f"<tr><th>{_h(label)}</th><td>{_linked(value)}</td></tr>" for label, value in fields]
         parts.append("</table>")
-    parts += ["<h2>Conversation</h2>", "<p>All times are UTC.</p>", '<ol class="log">']
-    parts += [_html_entry(entry, info) for entry in transcript.entries]
+    parts += ["<h2>Conversation</h2>", f"<p>{_h(_times_note(zone))}</p>", '<ol class="log">']
+    parts += [_html_entry(entry, info, zone) for entry in transcript.entries]
     parts.append("</ol>")
     if _has_survey(info):
         parts += ['<section class="survey">', "<h2>Survey</h2>", "<table>"]

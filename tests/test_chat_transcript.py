@@ -21,6 +21,7 @@ from chat.transcript import (
     render_json,
     render_txt,
     timeline_events,
+    zone_of,
     transcript_filename,
 )
 from cobrowse.storage.models import CobrowseEvent, EventKind
@@ -85,6 +86,37 @@ def test_messages_follow_seq_and_events_keep_recorded_order():
         "Visited https://x.example/", "first", "second",
         "Agent Ann asked for control of the page", "Control granted to Ann",
     ]
+
+
+def test_the_visitors_copy_follows_their_clock_and_the_agents_copy_stays_utc():
+    info = make_info(visitor_timezone="Europe/Amsterdam")  # 1 May: CEST, UTC+2
+    visitor = render_txt(build(info, MESSAGES, EVENTS, audience="visitor"))
+    assert "Started: 2024-05-01 12:00:00 CEST\nEnded: 2024-05-01 12:12:05 CEST\n" in visitor
+    assert "All times are Europe/Amsterdam time." in visitor and "UTC" not in visitor
+    assert "[2024-05-01 12:00:05] Bob: Hi, my order is late." in visitor
+    html = render_html(build(info, MESSAGES, EVENTS, audience="visitor"))
+    assert "<p>All times are Europe/Amsterdam time.</p>" in html
+    assert '<time datetime="2024-05-01T10:00:05.000Z">2024-05-01 12:00:05 CEST</time>' in html
+    assert json.loads(render_json(build(info, MESSAGES, EVENTS, audience="visitor")))["conversation"][
+        "visitor_timezone"] == "Europe/Amsterdam"
+    # Agents read transcripts from visitors everywhere: theirs stay in UTC.
+    agent = render_txt(build(info, MESSAGES, EVENTS, audience="agent"))
+    assert "Started: 2024-05-01 10:00:00 UTC" in agent and "All times are UTC." in agent
+    # A zone this server does not know (or no zone) leaves the visitor's copy in UTC too.
+    for unknown in ("Mars/Olympus_Mons", ""):
+        text = render_txt(build(make_info(visitor_timezone=unknown), MESSAGES, EVENTS, audience="visitor"))
+        assert "All times are UTC." in text and "Started: 2024-05-01 10:00:00 UTC" in text
+
+
+@pytest.mark.parametrize("name", ["Europe/Amsterdam", "America/Argentina/Buenos_Aires", "Etc/GMT+5", "UTC"])
+def test_zone_of_knows_iana_names(name):
+    assert zone_of(name).key == name
+
+
+@pytest.mark.parametrize("name", ["", "Mars/Olympus_Mons", "../../etc/passwd", "/etc/localtime", "Europe/",
+                                  "Europe//Amsterdam", "x" * 65, "Europe/Amsterdam\n"])
+def test_zone_of_refuses_what_is_not_a_zone_name(name):
+    assert zone_of(name) is None
 
 
 def test_visitor_copy_has_no_notes():
@@ -298,7 +330,7 @@ def test_render_json_schema():
         "department": "Sales", "url": "https://shop.example/cart",
         "started_at": "2024-05-01T10:00:00.000Z", "ended_at": "2024-05-01T10:12:05.000Z",
         "participants": [{"name": "Ann", "role": "agent"}, {"name": "Bob", "role": "visitor"}],
-        "fields": {"Order number": "A-1001", "Topic": "Returns"},
+        "fields": {"Order number": "A-1001", "Topic": "Returns"}, "visitor_timezone": None,
     }
     entries = document["entries"]
     assert entries[1] == {"type": "message", "seq": 2, "at": "2024-05-01T10:00:05.000Z", "sender": "visitor",

@@ -119,7 +119,7 @@ def test_head_revision_is_the_only_head():
     from cobrowse.storage.db import alembic_config
 
     assert ScriptDirectory.from_config(alembic_config()).get_heads() == [head_revision()]
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"
 
 
 async def test_sqlite_pragmas_on_every_connection(db):

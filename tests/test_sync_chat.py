@@ -639,6 +639,23 @@ async def test_the_transcript_names_everyone_who_helped_the_questions_and_who_en
     assert "Bob ended the chat." in text
 
 
+async def test_the_visitors_transcript_follows_the_clock_their_browser_gave(chat_env):
+    from chat import archive
+
+    env = chat_env
+    visitor = await env.visitor()
+    conversation = (await env.started(visitor, tz="Europe/Amsterdam"))["conversation"]
+    assert (await env.service.get(conversation)).visitor_timezone == "Europe/Amsterdam"
+    text = await archive.render(env.service.db, env.service, conversation, audience="visitor", fmt="txt")
+    assert "All times are Europe/Amsterdam time." in text
+    assert "All times are UTC." in await archive.render(env.service.db, env.service, conversation,
+                                                        audience="agent", fmt="txt")
+    # A name that is no time zone here is dropped, not refused: the chat starts, in UTC.
+    other = await env.visitor("V2")
+    conversation = (await env.started(other, tz="../../etc/passwd"))["conversation"]
+    assert (await env.service.get(conversation)).visitor_timezone == ""
+
+
 async def test_a_screen_share_shows_once_in_the_transcript(chat_env):
     from chat import archive
     from cobrowse.storage import timeline

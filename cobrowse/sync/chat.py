@@ -177,7 +177,7 @@ class HubChat:
                 conversation = await service.start(
                     site=site, visitor_id=state.visitor, key=frame.key, name=frame.name, email=frame.email,
                     department=frame.department, fields=dict(frame.fields), url=frame.url or state.url,
-                    title=frame.title or state.title)
+                    title=frame.title or state.title, timezone=frame.tz)
             self._attach_visitor(connection, chat, conversation.id)
             connection.send(p.ChatStarted(conversation=conversation.id,
                                           token=service.token(conversation.id, state.visitor), key=frame.key))

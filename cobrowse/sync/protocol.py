@@ -412,6 +412,7 @@ class ChatStart(Message, tag="chat_start"):
     fields: dict[str, str] = {}
     url: str = ""
     title: str = ""
+    tz: str = ""  # the visitor's IANA time zone, for the times in their transcript
 
 
 class ChatResume(Message, tag="chat_resume"):

@@ -597,6 +597,9 @@ async def test_files_transcript_end_and_survey(page, watch, demo_service, screen
                 await page.locator(f"{ROOT} >> button[aria-label='Download the transcript']").click()
             transcript = (await (await download_info.value).path()).read_text()
             assert "I have a receipt" in transcript and "receipt.txt" in transcript
+            # In the visitor's own clock (the browser's zone, sent with the chat's start).
+            assert "All times are Europe/Amsterdam time." in transcript, transcript
+            assert re.search(r"Started: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d CES?T", transcript), transcript
 
             # The end: confirm, then the survey, then a new chat.
             share_offer = page.locator(f"{ROOT} >> button.shx")

@@ -4,7 +4,7 @@
 // pre-chat form, or "Leave a message") until the chat ends, and on page loads
 // while a conversation is open.
 //
-//   chat_start {key, name, email, department, fields, url, title}
+//   chat_start {key, name, email, department, fields, url, title, tz}  (tz: their clock, for the transcript)
 //     <- chat_started {conversation, token, key}   stored in localStorage cobrowse:chat
 //   chat_resume {token, after}   on every (re)connect: after = highest seq held
 //     <- chat_state {status: waiting|active|ended, agents, survey}
@@ -148,7 +148,7 @@ export function install(w, ui) {
   let form0 = null;
 
   function startChat(v) {
-    start = { t: 'chat_start', key: randomId(), url: location.href, title: document.title };
+    start = { t: 'chat_start', key: randomId(), url: location.href, title: document.title, tz: Intl.DateTimeFormat().resolvedOptions().timeZone };
     if (v) Object.assign(start, { name: v.name, email: v.email, department: v.department || '', fields: v.fields });
     else Object.assign(start, typedName());
     status = 'starting';
